@@ -1,0 +1,17 @@
+# ek_embed_files(TARGET SYMBOL FILES name=path ...)
+# Generates a C++ source embedding the files and adds it to TARGET.
+function(ek_embed_files TARGET SYMBOL)
+  cmake_parse_arguments(ARG "" "" "FILES" ${ARGN})
+  set(out "${CMAKE_CURRENT_BINARY_DIR}/embedded_${SYMBOL}.cpp")
+  set(deps "")
+  foreach(pair IN LISTS ARG_FILES)
+    string(REGEX REPLACE "^[^=]*=" "" path "${pair}")
+    list(APPEND deps "${path}")
+  endforeach()
+  add_custom_command(OUTPUT "${out}"
+    COMMAND ek_embed_files "${out}" "${SYMBOL}" ${ARG_FILES}
+    DEPENDS ek_embed_files ${deps}
+    COMMENT "Embedding ${SYMBOL}"
+    VERBATIM)
+  target_sources(${TARGET} PRIVATE "${out}")
+endfunction()
