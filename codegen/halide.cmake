@@ -1,5 +1,5 @@
 # Halide glue. Every Halide AOT library of the project shares one runtime (one
-# thread pool, one set of runtime symbols), created by the first library added.
+# thread pool, one set of runtime symbols): ek_halide.runtime, made in codegen/.
 #
 # ek_add_halide_library(LIB FROM <generator target> GENERATOR <name>
 #                       [TARGETS t1 ...] [AUTOSCHEDULER Halide::Adams2019]
@@ -11,11 +11,7 @@ function(ek_add_halide_library LIB)
   if(NOT ARG_TARGETS)
     set(ARG_TARGETS "${EK_HALIDE_BASE_TARGET}")
   endif()
-  get_property(rt GLOBAL PROPERTY EK_HALIDE_RUNTIME)
-  set(extra "")
-  if(rt)
-    list(APPEND extra USE_RUNTIME ${rt})
-  endif()
+  set(extra USE_RUNTIME ek_halide.runtime)
   if(ARG_AUTOSCHEDULER)
     list(APPEND extra AUTOSCHEDULER ${ARG_AUTOSCHEDULER})
   endif()
@@ -24,9 +20,5 @@ function(ek_add_halide_library LIB)
   endif()
   add_halide_library(${LIB} FROM ${ARG_FROM} GENERATOR ${ARG_GENERATOR}
                      TARGETS ${ARG_TARGETS} PARAMS ${ARG_PARAMS} ${extra})
-  if(NOT rt)
-    set_property(GLOBAL PROPERTY EK_HALIDE_RUNTIME ${LIB}.runtime)
-    set_target_properties(${LIB}.runtime PROPERTIES POSITION_INDEPENDENT_CODE ON)
-  endif()
   target_link_libraries(edgekernels PRIVATE ${LIB})
 endfunction()

@@ -1,0 +1,104 @@
+#include "bench/bench_common.h"
+
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+
+namespace ek::bench {
+
+const std::vector<Device*>& devices() {
+  static DeviceSet set;
+  static std::vector<Device*> list = [] {
+    const char* env = std::getenv("EK_BENCH_BACKENDS");
+    set = open_devices(env ? env : "");
+    std::vector<Device*> out;
+    for (auto& d : set.devices) {
+      ensure_peaks(*d);
+      out.push_back(d.get());
+    }
+    return out;
+  }();
+  return list;
+}
+
+Roofline roofline(const Cost& c, const DeviceProfile& p, bool cold_memory) {
+  Roofline r;
+  const double bw = p.peak_read_gbps > 0 ? p.peak_read_gbps * 1e9 : 0;
+  if (bw > 0 && cold_memory) {
+    r.bound_seconds = c.bytes / bw;
+    r.bound_by = "memory";
+  }
+  if (p.peak_fp32_gflops > 0 && c.flops / (p.peak_fp32_gflops * 1e9) > r.bound_seconds) {
+    r.bound_seconds = c.flops / (p.peak_fp32_gflops * 1e9);
+    r.bound_by = "fp32";
+  }
+  if (p.peak_int8_gops > 0 && c.int_ops / (p.peak_int8_gops * 1e9) > r.bound_seconds) {
+    r.bound_seconds = c.int_ops / (p.peak_int8_gops * 1e9);
+    r.bound_by = "int8";
+  }
+  return r;
+}
+
+void set_counters(benchmark::State& state, const Cost& cost, const DeviceProfile& p, bool cold_memory) {
+  using benchmark::Counter;
+  const double iters = static_cast<double>(state.iterations());
+  state.counters["bytes"] = Counter(cost.bytes * iters, Counter::kIsRate, Counter::kIs1000);
+  state.counters["flops"] = Counter(cost.flops * iters, Counter::kIsRate, Counter::kIs1000);
+  if (cost.int_ops > 0) state.counters["int_ops"] = Counter(cost.int_ops * iters, Counter::kIsRate, Counter::kIs1000);
+  const Roofline r = roofline(cost, p, cold_memory);
+  // Roofline fraction = bound time / measured time per iteration; the
+  // kIsIterationInvariantRate flag makes benchmark divide by total time.
+  if (r.bound_seconds > 0)
+    state.counters["roofline"] = Counter(r.bound_seconds, Counter::kIsIterationInvariantRate);
+  state.SetLabel(r.bound_by.empty() ? p.label() : r.bound_by + "-bound");
+}
+
+void time_invocation(benchmark::State& state, Invocation& inv) {
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    inv.execute();
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double dev = inv.last_device_seconds();
+    state.SetIterationTime(dev > 0 ? dev : wall);
+  }
+}
+
+void register_op_cases(const std::string& op) {
+  const OpDef& def = Registry::instance().op(op);
+  for (const OpCase& c : def.cases()) {
+    if (!c.tags.count("bench")) continue;
+    for (Device* dev : devices()) {
+      for (const KernelImpl* k : Registry::instance().kernels(op, dev->backend())) {
+        const std::string name = op + "/" + dev->backend() + "/" + k->variant + "/" + c.name;
+        benchmark::RegisterBenchmark(name.c_str(), [&def, c, dev, k](benchmark::State& state) {
+          auto oc = std::make_shared<OwnedCall>(make_call(def, c, 1234));
+          const std::string why = k->ineligible_reason ? k->ineligible_reason(dev->profile(), oc->call) : "";
+          if (!why.empty()) {
+            state.SkipWithError(("not eligible: " + why).c_str());
+            return;
+          }
+          auto inv = k->bind(*dev, oc->call, k->default_tuning());
+          inv->execute();  // warm-up: pipeline creation, first-touch
+          time_invocation(state, *inv);
+          set_counters(state, def.cost(oc->call), dev->profile());
+        })->UseManualTime()->Unit(benchmark::kMicrosecond);
+      }
+    }
+  }
+}
+
+namespace {
+std::vector<void (*)()>& extra_cases() {
+  static std::vector<void (*)()> v;
+  return v;
+}
+}  // namespace
+
+RegisterCases::RegisterCases(void (*fn)()) { extra_cases().push_back(fn); }
+
+void register_all_cases() {
+  for (const OpDef* def : Registry::instance().ops()) register_op_cases(def->name);
+  for (auto fn : extra_cases()) fn();
+}
+
+}  // namespace ek::bench

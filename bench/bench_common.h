@@ -1,0 +1,51 @@
+// Shared benchmark harness: one process-wide set of devices with measured
+// peaks, and the counters every case reports (bytes/s, flops/s and the
+// roofline fraction against the device's measured peak of the bounding
+// resource). Cases time device-side when the backend has timestamps
+// (UseManualTime), else wall time of execute().
+#pragma once
+
+#include <benchmark/benchmark.h>
+
+#include <string>
+#include <vector>
+
+#include "runtime/runtime.h"
+
+namespace ek::bench {
+
+// Devices opened once, filtered by EK_BENCH_BACKENDS (comma list), peaks ensured.
+const std::vector<Device*>& devices();
+
+// Roofline: the case is bounded by whichever of bytes/peak_bw and
+// work/peak_compute takes longer; the fraction is that bound over the time.
+// int_ops are measured against the int8 peak, flops against fp32.
+struct Roofline {
+  double bound_seconds = 0;
+  std::string bound_by;  // "memory", "fp32", "int8"
+};
+Roofline roofline(const Cost& c, const DeviceProfile& p, bool cold_memory = true);
+
+// Sets bytes_per_second, flops, int_ops, GB/s, GFLOP/s, roofline counters for
+// a case whose iterations each did `cost`.
+void set_counters(benchmark::State& state, const Cost& cost, const DeviceProfile& p, bool cold_memory = true);
+
+// Runs `inv` once per iteration; reports device time if available.
+void time_invocation(benchmark::State& state, Invocation& inv);
+
+// Registers one benchmark per (case tagged "bench", kernel, device) of `op`:
+// named "<op>/<backend>/<variant>/<case name>".
+void register_op_cases(const std::string& op);
+
+// Op-specific benchmark files (bench/<op>_bench.cpp) add cases that the
+// generic list cannot express (e.g. weights rotated through a working set
+// larger than the last-level cache) with a static
+//   const ek::bench::RegisterCases reg([] { benchmark::RegisterBenchmark(...); });
+// The function runs after the devices are open, before benchmarks start.
+struct RegisterCases {
+  explicit RegisterCases(void (*fn)());
+};
+// Runs every generic op registration, then every RegisterCases function.
+void register_all_cases();
+
+}  // namespace ek::bench
