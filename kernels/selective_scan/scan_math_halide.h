@@ -1,0 +1,73 @@
+// Halide expressions shared by the scan generators (selective_scan, ssd_scan):
+// a vectorisable exp accurate to ~1 ulp, softplus with the ops.md threshold,
+// SiLU. Halide's own exp/log lower to scalar libm calls on x86, and fast_exp is
+// only good to ~5 bits short of full precision, which a decay multiplied in
+// over thousands of tokens amplifies; these stay within a few ulp.
+#pragma once
+
+#include <Halide.h>
+
+namespace ek::halide_scan {
+
+// 2^x: k = round(x) (the 1.5*2^23 shifter puts it in the low mantissa bits),
+// f = x - k in [-1/2, 1/2], 2^f by the degree-6 Cephes exp2f polynomial
+// (peak relative error 1.7e-7, rms 4.7e-8), 2^k built in the exponent field.
+// x is clamped to [-127, 128]: below, the result is 0 (2^-127 flushed); above,
+// inf. The scans use it with A pre-scaled by log2(e), so the decay exp(dt*A)
+// costs one multiply less than a Cody-Waite exp.
+inline Halide::Expr exp2_f32(Halide::Expr x) {
+  using namespace Halide;
+  x = clamp(x, -127.0f, 128.0f);
+  Expr shifted = x + 12582912.0f;
+  Expr ki = (reinterpret<int>(shifted) & 0x7FFFFF) - 0x400000;
+  Expr f = x - cast<float>(ki);
+  Expr p = 1.535336188319500e-4f;
+  p = p * f + 1.339887440266574e-3f;
+  p = p * f + 9.618437357674640e-3f;
+  p = p * f + 5.550332471162809e-2f;
+  p = p * f + 2.402264791363012e-1f;
+  p = p * f + 6.931472028550421e-1f;
+  p = p * f + 1.0f;
+  return p * reinterpret<float>(cast<uint32_t>(ki + 127) << 23);
+}
+
+constexpr float kLog2e = 1.44269504088896341f;
+
+// exp(x) = 2^(x*log2(e)); ~2e-7 relative error over the float range.
+inline Halide::Expr exp_f32(Halide::Expr x) { return exp2_f32(x * kLog2e); }
+
+// 1/a for a > 0 finite: the hardware reciprocal estimate plus one Newton step
+// (relative error ~2^-22 from the 14-bit AVX-512 estimate; callers that need
+// more keep a division).
+inline Halide::Expr inverse_f32(Halide::Expr a) {
+  using namespace Halide;
+  Expr r = fast_inverse(a);
+  r = r * (2.0f - a * r);
+  return r * (2.0f - a * r);
+}
+
+// log1p(e) for e in [0, 1]: 2*atanh(s), s = e / (2 + e) in [0, 1/3]; the odd
+// series to s^17 is exact to float precision there and has no cancellation
+// for small e (where log(1 + e) would lose everything).
+inline Halide::Expr log1p_unit(Halide::Expr e) {
+  using namespace Halide;
+  Expr s = e * inverse_f32(2.0f + e);
+  Expr s2 = s * s;
+  Expr q = 1.0f / 17;
+  for (int k = 15; k >= 1; k -= 2) q = q * s2 + 1.0f / k;
+  return 2.0f * s * q;
+}
+
+// softplus(x) = log(1 + exp(x)) for x <= 20, else x (ops.md). Written as
+// max(x, 0) + log1p(exp(-|x|)) so neither tail overflows or cancels.
+inline Halide::Expr softplus(Halide::Expr x) {
+  using namespace Halide;
+  Expr sp = max(x, 0.0f) + log1p_unit(exp_f32(-abs(x)));
+  return select(x > 20.0f, x, sp);
+}
+
+// silu(x) = x / (1 + exp(-x)).
+// exp(-x) is capped at e^80 so the reciprocal stays finite (x * 1e-35 ~ 0).
+inline Halide::Expr silu(Halide::Expr x) { return x * inverse_f32(1.0f + exp_f32(Halide::min(-x, 80.0f))); }
+
+}  // namespace ek::halide_scan

@@ -1,0 +1,165 @@
+// selective_scan on the CPU: Halide AOT pipelines per ISA (see
+// selective_scan_generator.cpp) and the driver that walks groups and token
+// segments.
+//
+// Driver: for each group of channels (Bm/Cm sliced to that group, so the
+// pipelines see one B/C vector per token) the tokens are processed in
+// segments of `chunk` tokens; each segment is one parallel pipeline call over
+// all channels of the group, and the state is handed from segment to segment
+// through two scratch buffers (h0 -> s0 -> s1 -> s0 ... -> hT). Within a
+// segment each task keeps its channels' state trajectory in L1/L2. T = 1 runs
+// the decode-step pipeline instead (state read and written once).
+#include <algorithm>
+#include <memory>
+#include <vector>
+
+#include "kernels/selective_scan/scan_cpu_common.h"
+#include "kernels/selective_scan/selective_scan.h"
+
+#if EK_SCAN_HAVE_avx512
+#include "ek_selective_scan_chunk_avx512.h"
+#include "ek_selective_scan_step_avx512.h"
+#endif
+#if EK_SCAN_HAVE_avx2
+#include "ek_selective_scan_chunk_avx2.h"
+#include "ek_selective_scan_step_avx2.h"
+#endif
+#if EK_SCAN_HAVE_base
+#include "ek_selective_scan_chunk_base.h"
+#include "ek_selective_scan_step_base.h"
+#endif
+
+namespace ek {
+namespace {
+
+using scan_cpu::Dim;
+using scan_cpu::Isa;
+using scan_cpu::view;
+
+constexpr const char* kOp = "selective_scan";
+
+// Both pipelines: u, delta, z, A, Bm, Cm, Dskip, delta_bias, h_in, has_z,
+// delta_softplus -> y, hT.
+using PipelineFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*,
+                           halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, bool, bool,
+                           halide_buffer_t*, halide_buffer_t*);
+struct Pipelines {
+  PipelineFn chunk;
+  PipelineFn step;
+};
+
+class SelectiveScanCpu final : public Invocation {
+ public:
+  SelectiveScanCpu(Device& dev, const OpCall& call, const Tuning& tuning, Pipelines fns)
+      : dev_(dev), call_(call), a_(SelectiveScanArgs::parse(call)), fns_(fns) {
+    auto it = tuning.find("chunk");
+    chunk_ = it != tuning.end() ? it->second : kDefaultChunk;
+    EK_CHECK_ARG(chunk_ >= 1, kOp, ": tunable chunk=", chunk_, " must be >= 1");
+    const int64_t states = a_.batch * a_.channels * a_.state;
+    if (!a_.has_dskip || !a_.has_delta_bias) zeros_d_.assign(static_cast<size_t>(a_.channels), 0.0f);
+    if (!a_.has_h0) zero_state_.assign(static_cast<size_t>(states), 0.0f);
+    const int64_t segments = a_.tokens == 1 ? 1 : (a_.tokens + chunk_ - 1) / chunk_;
+    if (segments > 1) scratch_[0].resize(static_cast<size_t>(states));
+    if (segments > 2) scratch_[1].resize(static_cast<size_t>(states));
+  }
+
+  void execute() override {
+    scan_cpu::use_threads(dev_);
+    const int64_t B = a_.batch, T = a_.tokens, D = a_.channels, N = a_.state, G = a_.groups;
+    const int64_t cpg = a_.channels_per_group();
+    const float* u = call_.get("u").as<float>();
+    const float* delta = call_.get("delta").as<float>();
+    const float* A = call_.get("A").as<float>();
+    const float* Bm = call_.get("Bm").as<float>();
+    const float* Cm = call_.get("Cm").as<float>();
+    const float* z = a_.has_z ? call_.get("z").as<float>() : u;  // not read without has_z
+    const float* dskip = a_.has_dskip ? call_.get("Dskip").as<float>() : zeros_d_.data();
+    const float* bias = a_.has_delta_bias ? call_.get("delta_bias").as<float>() : zeros_d_.data();
+    const float* h0 = a_.has_h0 ? call_.get("h0").as<float>() : zero_state_.data();
+    float* y = call_.get("y").as<float>();
+    float* hT = call_.get("hT").as<float>();
+
+    for (int64_t g = 0; g < G; ++g) {
+      const int64_t d0 = g * cpg;
+      auto A_v = view(A + d0 * N, {{N, 1}, {cpg, N}});
+      auto dskip_v = view(dskip + d0, {{cpg, 1}});
+      auto bias_v = view(bias + d0, {{cpg, 1}});
+      auto state = [&](const float* base) { return view(base + d0 * N, {{N, 1}, {cpg, N}, {B, D * N}}); };
+      if (T == 1) {
+        auto tok = [&](const float* base) { return view(base + d0, {{cpg, 1}, {B, D}}); };
+        auto bc = [&](const float* base) { return view(base + g * N, {{N, 1}, {B, G * N}}); };
+        auto u_v = tok(u), delta_v = tok(delta), z_v = tok(z), y_v = tok(y);
+        auto B_v = bc(Bm), C_v = bc(Cm);
+        auto hin_v = state(h0), hT_v = state(hT);
+        scan_cpu::run_pipeline(kOp, fns_.step, u_v.raw_buffer(), delta_v.raw_buffer(), z_v.raw_buffer(),
+                               A_v.raw_buffer(), B_v.raw_buffer(), C_v.raw_buffer(), dskip_v.raw_buffer(),
+                               bias_v.raw_buffer(), hin_v.raw_buffer(), a_.has_z, a_.delta_softplus,
+                               y_v.raw_buffer(), hT_v.raw_buffer());
+        continue;
+      }
+      const int64_t segments = (T + chunk_ - 1) / chunk_;
+      for (int64_t s = 0; s < segments; ++s) {
+        const int64_t t0 = s * chunk_, len = std::min(chunk_, T - t0);
+        auto tok = [&](const float* base) { return view(base + t0 * D + d0, {{cpg, 1}, {len, D}, {B, T * D}}); };
+        auto bc = [&](const float* base) {
+          return view(base + t0 * G * N + g * N, {{N, 1}, {len, G * N}, {B, T * G * N}});
+        };
+        const float* in = s == 0 ? h0 : scratch_[(s - 1) % 2].data();
+        float* out = s == segments - 1 ? hT : scratch_[s % 2].data();
+        auto u_v = tok(u), delta_v = tok(delta), z_v = tok(z), y_v = tok(y);
+        auto B_v = bc(Bm), C_v = bc(Cm);
+        auto hin_v = state(in), hout_v = state(out);
+        scan_cpu::run_pipeline(kOp, fns_.chunk, u_v.raw_buffer(), delta_v.raw_buffer(), z_v.raw_buffer(),
+                               A_v.raw_buffer(), B_v.raw_buffer(), C_v.raw_buffer(), dskip_v.raw_buffer(),
+                               bias_v.raw_buffer(), hin_v.raw_buffer(), a_.has_z, a_.delta_softplus,
+                               y_v.raw_buffer(), hout_v.raw_buffer());
+      }
+    }
+  }
+
+  void read_outputs() override {}  // the pipelines write the call's outputs in place
+
+  static constexpr int64_t kDefaultChunk = 64;
+
+ private:
+  Device& dev_;
+  OpCall call_;
+  SelectiveScanArgs a_;
+  Pipelines fns_;
+  int64_t chunk_ = kDefaultChunk;
+  std::vector<float> zeros_d_, zero_state_;
+  std::vector<float> scratch_[2];
+};
+
+void register_isa(Isa isa, Pipelines fns, int priority) {
+  KernelImpl k;
+  k.op = kOp;
+  k.backend = "cpu";
+  k.variant = cat("halide_", scan_cpu::isa_name(isa));
+  k.doc = "Halide: channels vectorised, state trajectory per tile kept in cache over a segment of `chunk` tokens; "
+          "dedicated decode-step pipeline for T = 1";
+  k.priority = priority;
+  k.nmse_bound = 1e-7;
+  k.tunables = {{"chunk", {16, 32, 64, 128, 256}, SelectiveScanCpu::kDefaultChunk}};
+  k.ineligible_reason = [isa](const DeviceProfile& p, const OpCall&) { return scan_cpu::missing_features(p, isa); };
+  k.bind = [fns](Device& dev, const OpCall& call, const Tuning& tuning) -> std::unique_ptr<Invocation> {
+    return std::make_unique<SelectiveScanCpu>(dev, call, tuning, fns);
+  };
+  Registry::instance().add_kernel(std::move(k));
+}
+
+const bool registered = [] {
+#if EK_SCAN_HAVE_avx512
+  register_isa(Isa::avx512, {ek_selective_scan_chunk_avx512, ek_selective_scan_step_avx512}, 30);
+#endif
+#if EK_SCAN_HAVE_avx2
+  register_isa(Isa::avx2, {ek_selective_scan_chunk_avx2, ek_selective_scan_step_avx2}, 20);
+#endif
+#if EK_SCAN_HAVE_base
+  register_isa(Isa::base, {ek_selective_scan_chunk_base, ek_selective_scan_step_base}, 10);
+#endif
+  return true;
+}();
+
+}  // namespace
+}  // namespace ek

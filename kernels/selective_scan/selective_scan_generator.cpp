@@ -1,0 +1,171 @@
+// Halide generators of selective_scan (Mamba-1) for the CPU.
+//
+// Both pipelines see one group of channels at a time (the driver slices Bm/Cm
+// to that group, so B and C are per-token vectors shared by every channel of
+// the call) and keep the state fp32.
+//
+// selective_scan_chunk: a run of tokens (the driver's segment, "chunk"
+//   tokens) for every channel. Channels are vectorised (one tile = one vector
+//   of channels); per tile the state trajectory h[d, n, 0..T] of the segment
+//   is kept in a small buffer (chunk * N vectors: L1/L2) by an update
+//   definition whose RDom walks the tokens serially, with the state dimension
+//   n as the middle loop, so each token costs one vector exp per (tile, n).
+//   y reads that trajectory; hT (the last slice) is fused into the same
+//   per-tile loop with compute_with, so both outputs come from one pass.
+// selective_scan_step: the decode step (T = 1). The state is read and written
+//   exactly once, vectorised along n (the contiguous dimension of h0/hT), and
+//   y is a lane reduction over n.
+#include <Halide.h>
+
+#include "kernels/selective_scan/scan_math_halide.h"
+
+namespace {
+
+using namespace Halide;
+using ek::halide_scan::exp2_f32;
+using ek::halide_scan::exp_f32;
+using ek::halide_scan::kLog2e;
+using ek::halide_scan::silu;
+using ek::halide_scan::softplus;
+
+class SelectiveScanChunk : public Generator<SelectiveScanChunk> {
+ public:
+  // Channels per task, in vectors: wider tiles make each token's row access
+  // longer (fewer, better-prefetched cache lines per token).
+  GeneratorParam<int> tile_vectors{"tile_vectors", 4};
+  Input<Buffer<float>> u{"u", 3};             // (d, t, b)
+  Input<Buffer<float>> delta{"delta", 3};     // (d, t, b)
+  Input<Buffer<float>> z{"z", 3};             // (d, t, b), ignored unless has_z
+  Input<Buffer<float>> A{"A", 2};             // (n, d)
+  Input<Buffer<float>> Bm{"Bm", 3};           // (n, t, b) of this group
+  Input<Buffer<float>> Cm{"Cm", 3};           // (n, t, b) of this group
+  Input<Buffer<float>> Dskip{"Dskip", 1};     // (d), zeros when absent
+  Input<Buffer<float>> delta_bias{"delta_bias", 1};  // (d), zeros when absent
+  Input<Buffer<float>> h_in{"h_in", 3};       // (n, d, b)
+  Input<bool> has_z{"has_z"};
+  Input<bool> delta_softplus{"delta_softplus"};
+  Output<Buffer<float>> y{"y", 3};            // (d, t, b)
+  Output<Buffer<float>> hT{"hT", 3};          // (n, d, b)
+
+  void generate() {
+    Var d("d"), n("n"), t("t"), b("b"), k("k");
+    const Expr T = u.dim(1).extent();
+    const Expr N = A.dim(0).extent();
+    const Expr t0 = u.dim(1).min();
+
+    Func dt("dt"), dtu("dtu"), At("At"), h("h"), yc("yc");
+    Expr draw = delta(d, t, b) + delta_bias(d);
+    dt(d, t, b) = select(delta_softplus, softplus(draw), draw);
+    dtu(d, t, b) = dt(d, t, b) * u(d, t, b);
+    // Per tile, transposed so the scan loads it contiguously along d, and in
+    // base 2 so the decay is exp2(dt * A2).
+    At(d, n) = A(n, d) * kLog2e;
+
+    // h(d, n, k, b): state after k tokens of this segment (k = 0: h_in).
+    RDom r(0, T, "r");
+    h(d, n, k, b) = undef<float>();
+    h(d, n, 0, b) = h_in(n, d, b);
+    h(d, n, r + 1, b) = exp2_f32(dt(d, t0 + r, b) * At(d, n)) * h(d, n, r, b) + dtu(d, t0 + r, b) * Bm(n, t0 + r, b);
+
+    RDom rn(0, N, "rn");
+    yc(d, t, b) = 0.0f;
+    yc(d, t, b) += h(d, rn, t - t0 + 1, b) * Cm(rn, t, b);
+    Expr yv = yc(d, t, b) + Dskip(d) * u(d, t, b);
+    y(d, t, b) = select(has_z, yv * silu(z(d, t, b)), yv);
+    hT(n, d, b) = h(d, n, T, b);
+
+    // Schedule. One task = one vector of channels of one sequence.
+    const int V = natural_vector_size<float>();
+    const int TW = V * tile_vectors;
+    Var dO("dO"), dI("dI");
+    y.split(d, dO, dI, TW, TailStrategy::GuardWithIf).reorder(dI, t, dO, b).parallel(dO).vectorize(dI, V, TailStrategy::GuardWithIf);
+    hT.split(d, dO, dI, TW, TailStrategy::GuardWithIf).reorder(dI, n, dO, b).parallel(dO).vectorize(dI, V, TailStrategy::GuardWithIf);
+    hT.compute_with(y, dO);
+    const Var tile = dO;
+
+    // Constant row pitch (one tile of channels) so the state rows of a token
+    // are reached with immediate offsets.
+    h.compute_at(y, tile).bound_storage(d, TW);
+    h.update(0).vectorize(d, V, TailStrategy::GuardWithIf);
+    h.update(1).reorder(d, n, r).vectorize(d, V, TailStrategy::GuardWithIf);
+    h.update(1).specialize(N == 16).unroll(n, 16);
+    // The token inputs of the tile are strided rows (one cache line per
+    // token): compute them per token inside the scan, and prefetch ahead.
+    dt.compute_at(h, r).vectorize(d, V, TailStrategy::GuardWithIf).bound_storage(d, TW).store_in(MemoryType::Stack);
+    dtu.compute_at(h, r).vectorize(d, V, TailStrategy::GuardWithIf).bound_storage(d, TW).store_in(MemoryType::Stack);
+    h.update(1).prefetch(delta, r, r, 8).prefetch(u, r, r, 8);
+    At.compute_at(y, tile).vectorize(d, V, TailStrategy::GuardWithIf).bound_storage(d, TW);
+    yc.compute_at(y, t).vectorize(d, V, TailStrategy::GuardWithIf);
+    // rn innermost: the accumulator stays in a register across the state.
+    yc.update().reorder(rn, d).vectorize(d, V, TailStrategy::GuardWithIf);
+    yc.update().specialize(N == 16).unroll(rn, 16);
+    y.prefetch(z, t, t, 8).prefetch(u, t, t, 8);
+    y.specialize(has_z);
+
+    // Dense innermost dimensions; everything else is free (slices, crops).
+    for (auto* buf : {&u, &delta, &z, &A, &Bm, &Cm, &h_in}) (*buf).dim(0).set_stride(1);
+    y.dim(0).set_stride(1);
+    hT.dim(0).set_stride(1);
+  }
+};
+
+class SelectiveScanStep : public Generator<SelectiveScanStep> {
+ public:
+  Input<Buffer<float>> u{"u", 2};             // (d, b) of the one token
+  Input<Buffer<float>> delta{"delta", 2};
+  Input<Buffer<float>> z{"z", 2};
+  Input<Buffer<float>> A{"A", 2};             // (n, d)
+  Input<Buffer<float>> Bm{"Bm", 2};           // (n, b) of this group
+  Input<Buffer<float>> Cm{"Cm", 2};
+  Input<Buffer<float>> Dskip{"Dskip", 1};
+  Input<Buffer<float>> delta_bias{"delta_bias", 1};
+  Input<Buffer<float>> h_in{"h_in", 3};       // (n, d, b)
+  Input<bool> has_z{"has_z"};
+  Input<bool> delta_softplus{"delta_softplus"};
+  Output<Buffer<float>> y{"y", 2};            // (d, b)
+  Output<Buffer<float>> hT{"hT", 3};          // (n, d, b)
+
+  void generate() {
+    Var d("d"), n("n"), b("b");
+    const Expr N = A.dim(0).extent();
+
+    Func dt("dt"), dtu("dtu"), hn("hn"), yc("yc");
+    Expr draw = delta(d, b) + delta_bias(d);
+    dt(d, b) = select(delta_softplus, softplus(draw), draw);
+    dtu(d, b) = dt(d, b) * u(d, b);
+    hn(n, d, b) = exp_f32(dt(d, b) * A(n, d)) * h_in(n, d, b) + dtu(d, b) * Bm(n, b);
+    RDom rn(0, N, "rn");
+    yc(d, b) = 0.0f;
+    yc(d, b) += hn(rn, d, b) * Cm(rn, b);
+    Expr yv = yc(d, b) + Dskip(d) * u(d, b);
+    y(d, b) = select(has_z, yv * silu(z(d, b)), yv);
+    hT(n, d, b) = hn(n, d, b);
+
+    const int V = natural_vector_size<float>();
+    const int tile_channels = 32;
+    // (Fusing b into the parallel loop would make compute_with lose the
+    // per-tile bounds of hT; batch stays an outer serial loop.)
+    Var dO("dO"), dI("dI");
+    y.split(d, dO, dI, tile_channels, TailStrategy::GuardWithIf).reorder(dI, dO, b).parallel(dO);
+    hT.split(d, dO, dI, tile_channels, TailStrategy::GuardWithIf).reorder(n, dI, dO, b).parallel(dO);
+    hT.vectorize(n, V, TailStrategy::GuardWithIf);
+    hT.compute_with(y, dO);
+    const Var tile = dO;
+    hn.compute_at(y, tile).vectorize(n, V, TailStrategy::GuardWithIf);
+    dt.compute_at(y, tile).bound_storage(d, tile_channels).store_in(MemoryType::Stack);
+    dtu.compute_at(y, tile).bound_storage(d, tile_channels).store_in(MemoryType::Stack);
+    // y's reduction over n: V lanes of partial sums, then one lane reduction.
+    RVar rno("rno"), rni("rni");
+    yc.compute_at(y, dI);
+    yc.update().specialize(N % V == 0).split(rn, rno, rni, V).atomic().vectorize(rni);
+
+    for (auto* buf : {&u, &delta, &z, &A, &Bm, &Cm, &h_in}) (*buf).dim(0).set_stride(1);
+    y.dim(0).set_stride(1);
+    hT.dim(0).set_stride(1);
+  }
+};
+
+}  // namespace
+
+HALIDE_REGISTER_GENERATOR(SelectiveScanChunk, selective_scan_chunk)
+HALIDE_REGISTER_GENERATOR(SelectiveScanStep, selective_scan_step)
