@@ -1,0 +1,218 @@
+// ssd_scan on the CPU: Halide AOT pipelines per ISA (see
+// ssd_scan_generator.cpp) and the driver that picks the form by T and walks
+// the tokens in segments, handing the state from call to call through two
+// scratch buffers (h0 -> s0 -> s1 -> s0 ... -> hT).
+//
+// Forms (tunable "form": 0 = by T, 1 = sequential, 2 = chunked):
+//   sequential  segments of `seq_tokens` tokens, per-token state update with
+//               the state in cache; T = 1 (decode) is one such call.
+//   chunked     segments of `chunk` tokens, each one SSD chunk (matrix form).
+// By T: sequential when T < `chunk_from_T`, else chunked. The default
+// crossover is the measured one (docs/scan.md).
+#include <algorithm>
+#include <memory>
+#include <vector>
+
+#include "kernels/selective_scan/scan_cpu_common.h"
+#include "kernels/ssd_scan/ssd_scan.h"
+
+#include "ek_ssd_scan_chunk_generic.h"
+#if EK_SSD_HAVE_avx512
+#include "ek_ssd_scan_chunk_avx512.h"
+#include "ek_ssd_scan_seq_avx512.h"
+#include "ek_ssd_scan_step_avx512.h"
+#include "ek_ssd_state_transpose_avx512.h"
+#endif
+#if EK_SSD_HAVE_avx2
+#include "ek_ssd_scan_chunk_avx2.h"
+#include "ek_ssd_scan_seq_avx2.h"
+#include "ek_ssd_scan_step_avx2.h"
+#include "ek_ssd_state_transpose_avx2.h"
+#endif
+#if EK_SSD_HAVE_base
+#include "ek_ssd_scan_chunk_base.h"
+#include "ek_ssd_scan_seq_base.h"
+#include "ek_ssd_scan_step_base.h"
+#include "ek_ssd_state_transpose_base.h"
+#endif
+
+namespace ek {
+namespace {
+
+using scan_cpu::Isa;
+using scan_cpu::view;
+
+constexpr const char* kOp = "ssd_scan";
+
+// The scan pipelines: x, dt, A, Bm, Cm, Dskip, dt_bias, h_in, dt_softplus,
+// dt_min, dt_max, heads_per_group -> y, hT.
+using PipelineFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*,
+                           halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, bool, float, float, int,
+                           halide_buffer_t*, halide_buffer_t*);
+using TransposeFn = int (*)(halide_buffer_t*, halide_buffer_t*);
+struct Pipelines {
+  PipelineFn step;           // T = 1
+  PipelineFn seq;            // a few tokens, state in cache
+  PipelineFn chunk;          // one SSD chunk, register-tiled (shape limits below)
+  PipelineFn chunk_generic;  // one SSD chunk, any shape
+  TransposeFn transpose;     // per-head state transpose
+  int vector_width;          // floats per vector of the ISA build
+};
+
+// The fast chunk build's tiles (ssd_scan_generator.cpp: tile_vectors = 4,
+// tile_rows = 4) shift inwards at the edges, so they must fit the shape.
+constexpr int64_t kTileVectors = 4, kTileRows = 4;
+
+struct Defaults {
+  static constexpr int64_t form = 0;
+  static constexpr int64_t chunk = 64;
+  static constexpr int64_t seq_tokens = 8;
+  static constexpr int64_t chunk_from_T = 4;
+};
+
+int64_t tuned(const Tuning& t, const char* key, int64_t def) {
+  auto it = t.find(key);
+  return it == t.end() ? def : it->second;
+}
+
+class SsdScanCpu final : public Invocation {
+ public:
+  SsdScanCpu(Device& dev, const OpCall& call, const Tuning& tuning, Pipelines fns)
+      : dev_(dev), call_(call), a_(SsdScanArgs::parse(call)), fns_(fns) {
+    const int64_t form = tuned(tuning, "form", Defaults::form);
+    EK_CHECK_ARG(form >= 0 && form <= 2, kOp, ": tunable form=", form, " is not 0 (by T), 1 (sequential) or 2 (chunked)");
+    chunk_ = tuned(tuning, "chunk", Defaults::chunk);
+    seq_tokens_ = tuned(tuning, "seq_tokens", Defaults::seq_tokens);
+    EK_CHECK_ARG(chunk_ >= 1, kOp, ": tunable chunk=", chunk_, " must be >= 1");
+    EK_CHECK_ARG(seq_tokens_ >= 1, kOp, ": tunable seq_tokens=", seq_tokens_, " must be >= 1");
+    const int64_t from_T = tuned(tuning, "chunk_from_T", Defaults::chunk_from_T);
+    chunked_ = form == 2 || (form == 0 && a_.tokens >= from_T);
+    segment_ = chunked_ ? chunk_ : seq_tokens_;
+    const int64_t states = a_.batch * a_.heads * a_.head_dim * a_.state;
+    if (!a_.has_dskip || !a_.has_dt_bias) zeros_h_.assign(static_cast<size_t>(a_.heads), 0.0f);
+    const int64_t segments = (a_.tokens + segment_ - 1) / segment_;
+    if (chunked_) {
+      // The chunked form carries the state transposed (p innermost).
+      scratch_[0].assign(static_cast<size_t>(states), 0.0f);
+      scratch_[1].resize(static_cast<size_t>(states));
+    } else {
+      if (!a_.has_h0) zero_state_.assign(static_cast<size_t>(states), 0.0f);
+      if (segments > 1) scratch_[0].resize(static_cast<size_t>(states));
+      if (segments > 2) scratch_[1].resize(static_cast<size_t>(states));
+    }
+  }
+
+  void execute() override {
+    scan_cpu::use_threads(dev_);
+    const int64_t B = a_.batch, T = a_.tokens, H = a_.heads, P = a_.head_dim, N = a_.state, G = a_.groups;
+    const float* x = call_.get("x").as<float>();
+    const float* dt = call_.get("dt").as<float>();
+    const float* A = call_.get("A").as<float>();
+    const float* Bm = call_.get("Bm").as<float>();
+    const float* Cm = call_.get("Cm").as<float>();
+    const float* dskip = a_.has_dskip ? call_.get("Dskip").as<float>() : zeros_h_.data();
+    const float* bias = a_.has_dt_bias ? call_.get("dt_bias").as<float>() : zeros_h_.data();
+    const float* h0 = a_.has_h0 ? call_.get("h0").as<float>() : zero_state_.data();  // sequential form
+    float* y = call_.get("y").as<float>();
+    float* hT = call_.get("hT").as<float>();
+
+    auto A_v = view(A, {{H, 1}});
+    auto dskip_v = view(dskip, {{H, 1}});
+    auto bias_v = view(bias, {{H, 1}});
+    // The state, as (n, p, h, b) (contract layout) or transposed (p, n, h, b).
+    auto state = [&](const float* base) { return view(base, {{N, 1}, {P, N}, {H, P * N}, {B, H * P * N}}); };
+    auto state_t = [&](const float* base) { return view(base, {{P, 1}, {N, P}, {H, P * N}, {B, H * P * N}}); };
+    const int64_t segments = (T + segment_ - 1) / segment_;
+    int cur = 0;  // chunked form: scratch_[cur] holds the transposed state
+    if (chunked_ && a_.has_h0) {
+      auto in = state(h0), out = state_t(scratch_[0].data());
+      scan_cpu::run_pipeline(kOp, fns_.transpose, in.raw_buffer(), out.raw_buffer());
+    }
+    for (int64_t s = 0; s < segments; ++s) {
+      const int64_t t0 = s * segment_, len = std::min(segment_, T - t0);
+      auto x_v = view(x + t0 * H * P, {{P, 1}, {H, P}, {len, H * P}, {B, T * H * P}});
+      auto y_v = view(y + t0 * H * P, {{P, 1}, {H, P}, {len, H * P}, {B, T * H * P}});
+      auto dt_v = view(dt + t0 * H, {{H, 1}, {len, H}, {B, T * H}});
+      auto B_v = view(Bm + t0 * G * N, {{N, 1}, {G, N}, {len, G * N}, {B, T * G * N}});
+      auto C_v = view(Cm + t0 * G * N, {{N, 1}, {G, N}, {len, G * N}, {B, T * G * N}});
+      PipelineFn fn;
+      Halide::Runtime::Buffer<float> hin_v, hout_v;
+      if (chunked_) {
+        const bool fits = P >= kTileVectors * fns_.vector_width && N >= kTileRows && len >= kTileRows;
+        fn = fits ? fns_.chunk : fns_.chunk_generic;
+        hin_v = state_t(scratch_[cur].data());
+        hout_v = state_t(scratch_[1 - cur].data());
+        cur = 1 - cur;
+      } else {
+        fn = len == 1 ? fns_.step : fns_.seq;
+        hin_v = state(s == 0 ? h0 : scratch_[(s - 1) % 2].data());
+        hout_v = state(s == segments - 1 ? hT : scratch_[s % 2].data());
+      }
+      scan_cpu::run_pipeline(kOp, fn, x_v.raw_buffer(), dt_v.raw_buffer(), A_v.raw_buffer(), B_v.raw_buffer(),
+                             C_v.raw_buffer(), dskip_v.raw_buffer(), bias_v.raw_buffer(), hin_v.raw_buffer(),
+                             a_.dt_softplus, a_.dt_min, a_.dt_max, static_cast<int>(a_.heads_per_group()),
+                             y_v.raw_buffer(), hout_v.raw_buffer());
+    }
+    if (chunked_) {
+      auto in = state_t(scratch_[cur].data()), out = state(hT);
+      scan_cpu::run_pipeline(kOp, fns_.transpose, in.raw_buffer(), out.raw_buffer());
+    }
+  }
+
+  void read_outputs() override {}  // the pipelines write the call's outputs in place
+
+ private:
+  Device& dev_;
+  OpCall call_;
+  SsdScanArgs a_;
+  Pipelines fns_;
+  int64_t chunk_ = Defaults::chunk, seq_tokens_ = Defaults::seq_tokens, segment_ = 1;
+  bool chunked_ = false;
+  std::vector<float> zeros_h_, zero_state_;
+  std::vector<float> scratch_[2];
+};
+
+void register_isa(Isa isa, Pipelines fns, int priority) {
+  KernelImpl k;
+  k.op = kOp;
+  k.backend = "cpu";
+  k.variant = cat("halide_", scan_cpu::isa_name(isa));
+  k.doc = "Halide: sequential form (state in cache, per-token update; decode) for short T, chunked SSD form "
+          "(register-blocked matrix products per head and chunk) from T >= chunk_from_T";
+  k.priority = priority;
+  k.nmse_bound = 1e-7;
+  k.tunables = {{"form", {0, 1, 2}, Defaults::form},
+                {"chunk", {32, 64, 128}, Defaults::chunk},
+                {"seq_tokens", {1, 4, 8, 16}, Defaults::seq_tokens},
+                {"chunk_from_T", {2, 4, 8, 16, 32}, Defaults::chunk_from_T}};
+  k.ineligible_reason = [isa](const DeviceProfile& p, const OpCall&) { return scan_cpu::missing_features(p, isa); };
+  k.bind = [fns](Device& dev, const OpCall& call, const Tuning& tuning) -> std::unique_ptr<Invocation> {
+    return std::make_unique<SsdScanCpu>(dev, call, tuning, fns);
+  };
+  Registry::instance().add_kernel(std::move(k));
+}
+
+const bool registered = [] {
+#if EK_SSD_HAVE_avx512
+  register_isa(Isa::avx512,
+               {ek_ssd_scan_step_avx512, ek_ssd_scan_seq_avx512, ek_ssd_scan_chunk_avx512, ek_ssd_scan_chunk_generic,
+                ek_ssd_state_transpose_avx512, 16},
+               30);
+#endif
+#if EK_SSD_HAVE_avx2
+  register_isa(Isa::avx2,
+               {ek_ssd_scan_step_avx2, ek_ssd_scan_seq_avx2, ek_ssd_scan_chunk_avx2, ek_ssd_scan_chunk_generic,
+                ek_ssd_state_transpose_avx2, 8},
+               20);
+#endif
+#if EK_SSD_HAVE_base
+  register_isa(Isa::base,
+               {ek_ssd_scan_step_base, ek_ssd_scan_seq_base, ek_ssd_scan_chunk_base, ek_ssd_scan_chunk_generic,
+                ek_ssd_state_transpose_base, EK_SSD_BASE_VECTOR_WIDTH},
+               10);
+#endif
+  return true;
+}();
+
+}  // namespace
+}  // namespace ek
