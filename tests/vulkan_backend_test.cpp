@@ -4,6 +4,10 @@
 // rms_norm and causal_conv1d over its op's case list against the reference.
 // Skips (with the scan notes) where no Vulkan device exists.
 #include <gtest/gtest.h>
+
+#if !EK_HAVE_VULKAN
+TEST(Vulkan, NotBuilt) { GTEST_SKIP() << "the Vulkan backend is not built (EK_WITH_VULKAN=OFF, or no glslc/headers)"; }
+#else
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -397,3 +401,4 @@ TEST(VulkanLoader, MissingLoaderIsReportedNotFatal) {
 
 }  // namespace
 }  // namespace ek
+#endif  // EK_HAVE_VULKAN

@@ -101,6 +101,7 @@ class Context : public std::enable_shared_from_this<Context> {
   uint32_t min_subgroup = 0, max_subgroup = 0;
   uint64_t wait_timeout_ns = 0;
 
+  VkPhysicalDeviceMemoryProperties memory_props{};
   uint32_t device_memory_type = 0;
   bool device_memory_mapped = false;  // unified memory: map device buffers directly
   uint32_t staging_memory_type = 0;

@@ -65,7 +65,8 @@ std::shared_ptr<Instance> create_instance(const Loader& loader) {
   VkResult r = loader.vkCreateInstance(&ci, nullptr, &inst->handle);
   if (r != VK_SUCCESS) {
     inst->handle = VK_NULL_HANDLE;
-    throw DeviceError(cat("vkCreateInstance failed: ", result_name(r)));
+    throw DeviceError(cat("vkCreateInstance failed: ", result_name(r),
+                          r == VK_ERROR_INCOMPATIBLE_DRIVER ? " (no Vulkan driver/ICD installed?)" : ""));
   }
   std::string missing;
   if (!inst->fn.load(loader, inst->handle, &missing)) {

@@ -67,7 +67,13 @@ void VulkanSequence::add(Dispatch d) {
                  " is not a multiple of minStorageBufferOffsetAlignment ", align);
     EK_CHECK_ARG(b.offset < b.buffer->allocated(), "vulkan: ", sh, ": binding ", i, " offset ", b.offset,
                  " is outside its buffer of ", b.buffer->allocated(), " bytes");
-    if (b.range == 0) b.range = b.buffer->allocated() - b.offset;
+    if (b.range == 0) {
+      b.range = b.buffer->allocated() - b.offset;
+      // The 16-byte padding must not push a tensor that fits over the limit
+      // (NVIDIA's range is 2^32 - 1, not a multiple of 16).
+      if (b.range > c.max_storage_range && b.buffer->size() - std::min(b.buffer->size(), b.offset) <= c.max_storage_range)
+        b.range = c.max_storage_range / 4 * 4;
+    }
     EK_CHECK_ARG(b.range <= b.buffer->allocated() - b.offset, "vulkan: ", sh, ": binding ", i, " range ", b.range,
                  " at offset ", b.offset, " exceeds its buffer of ", b.buffer->allocated(), " bytes");
     if (b.range > c.max_storage_range)
