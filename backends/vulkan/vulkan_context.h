@@ -56,12 +56,13 @@ struct PhysicalDeviceInfo {
   VkPhysicalDeviceSubgroupSizeControlFeatures size_control{};
   VkPhysicalDeviceShaderIntegerDotProductFeatures int_dot_features{};
   VkPhysicalDeviceShaderSubgroupExtendedTypesFeatures subgroup_extended{};
+  VkPhysicalDeviceMaintenance4Features maintenance4_features{};
   VkPhysicalDeviceCooperativeMatrixFeaturesKHR coopmat_khr{};
   VkPhysicalDeviceCooperativeMatrixFeaturesNV coopmat_nv{};
   // Which of the structs above are valid to chain (core at the device's
   // version, or extension present); the extension is then enabled too.
   bool can_8bit = false, can_f16i8 = false, can_size_control = false, can_int_dot = false;
-  bool can_subgroup_extended = false, can_coopmat_khr = false, can_coopmat_nv = false;
+  bool can_subgroup_extended = false, can_coopmat_khr = false, can_coopmat_nv = false, can_maintenance4 = false;
   std::vector<std::string> coop_shapes;
 
   uint32_t queue_family = UINT32_MAX;

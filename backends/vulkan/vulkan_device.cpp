@@ -113,6 +113,13 @@ void Context::init(const PhysicalDeviceInfo& info) {
     link(sext);
     want_ext(VK_KHR_SHADER_SUBGROUP_EXTENDED_TYPES_EXTENSION_NAME, api >= VK_API_VERSION_1_2);
   }
+  // maintenance4 lets SPIR-V 1.6 shaders (glslc --target-env=vulkan1.3) size
+  // workgroups with LocalSizeId.
+  VkPhysicalDeviceMaintenance4Features m4 = info.maintenance4_features;
+  if (info.can_maintenance4) {
+    link(m4);
+    want_ext(VK_KHR_MAINTENANCE_4_EXTENSION_NAME, api >= VK_API_VERSION_1_3);
+  }
   VkPhysicalDeviceCooperativeMatrixFeaturesKHR cm_khr = info.coopmat_khr;
   cm_khr.cooperativeMatrixRobustBufferAccess = VK_FALSE;
   if (info.can_coopmat_khr && info.coopmat_khr.cooperativeMatrix) {
