@@ -266,6 +266,52 @@ TEST_F(Vulkan, MeasuresPeaks) {
   }
 }
 
+// The packed int8 dot products of ek_int_dot.glsl (GL_EXT_spirv_intrinsics)
+// compute what they should.
+TEST_F(Vulkan, IntegerDotProductIntrinsics) {
+  if (!find_embedded("vulkan/selftest.int8_dot.spv")) GTEST_SKIP() << "glslc lacks GL_EXT_spirv_intrinsics";
+  for (VulkanDevice* d : devices()) {
+    if (!d->profile().has("int_dot_product")) continue;
+    const uint32_t n = 1000;
+    std::mt19937 rng(3);
+    std::vector<uint32_t> a(n), b(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      a[i] = rng();
+      b[i] = rng();
+    }
+    a[0] = 0x80808080u;  // -128 x 255 extremes
+    b[0] = 0xffffffffu;
+    auto ba = d->create_buffer(n * 4), bb = d->create_buffer(n * 4), out = d->create_buffer(n * 12);
+    d->upload(*ba, 0, a.data(), n * 4);
+    d->upload(*bb, 0, b.data(), n * 4);
+    VulkanSequence seq(*d);
+    Dispatch k;
+    k.shader = "vulkan/selftest.int8_dot.spv";
+    k.spec = {64};
+    k.push.u32(n);
+    k.buffers = {{ba, 0, 0}, {bb, 0, 0}, {out, 0, 0}};
+    k.groups = {{static_cast<uint32_t>(ceil_div(n, 64)), 1, 1}};
+    seq.add(std::move(k));
+    seq.run();
+    std::vector<int32_t> res(3 * n);
+    d->download(*out, 0, res.data(), res.size() * 4);
+    for (uint32_t i = 0; i < n; ++i) {
+      int32_t ss = 0, su = 0;
+      uint32_t uu = 0;
+      for (int l = 0; l < 4; ++l) {
+        const int8_t as = static_cast<int8_t>(a[i] >> (8 * l)), bs = static_cast<int8_t>(b[i] >> (8 * l));
+        const uint8_t au = static_cast<uint8_t>(a[i] >> (8 * l)), bu = static_cast<uint8_t>(b[i] >> (8 * l));
+        ss += as * bs;
+        su += as * bu;
+        uu += uint32_t(au) * bu;
+      }
+      ASSERT_EQ(res[3 * i], ss) << "sdot " << i;
+      ASSERT_EQ(res[3 * i + 1], su) << "sudot " << i;
+      ASSERT_EQ(static_cast<uint32_t>(res[3 * i + 2]), uu) << "udot " << i;
+    }
+  }
+}
+
 // ---------------------------------------------------------------- operators
 
 // Runs `k` on `c` and checks every output against the reference.

@@ -121,8 +121,9 @@ class Context : public std::enable_shared_from_this<Context> {
   VkDescriptorSetLayout set_layout(uint32_t bindings);  // caller holds mutex
   VulkanDevice::PipelineStats stats() const;
 
-  // Submits one command buffer and waits on `fence` (caller holds mutex).
-  void submit_and_wait(VkCommandBuffer cmd, VkFence fence, const char* what);
+  // Submits one command buffer and waits on `fence` (caller holds mutex);
+  // *submitted (if given) is set once the queue has accepted it.
+  void submit_and_wait(VkCommandBuffer cmd, VkFence fence, const char* what, bool* submitted = nullptr);
   VkCommandPool command_pool = VK_NULL_HANDLE;  // guarded by mutex
 
  private:

@@ -220,12 +220,13 @@ Context::~Context() {
 
 // ---------------------------------------------------------------- submission
 
-void Context::submit_and_wait(VkCommandBuffer cmd, VkFence fence, const char* what) {
+void Context::submit_and_wait(VkCommandBuffer cmd, VkFence fence, const char* what, bool* submitted) {
   check(fn.vkResetFences(device, 1, &fence), "vkResetFences", name);
   VkSubmitInfo si{VK_STRUCTURE_TYPE_SUBMIT_INFO};
   si.commandBufferCount = 1;
   si.pCommandBuffers = &cmd;
   check(fn.vkQueueSubmit(queue, 1, &si, fence), what, name);
+  if (submitted) *submitted = true;
   VkResult r = fn.vkWaitForFences(device, 1, &fence, VK_TRUE, wait_timeout_ns);
   if (r == VK_TIMEOUT)
     throw DeviceError(cat("vulkan: ", what, " on ", name, " did not finish within ", wait_timeout_ns / 1e9,

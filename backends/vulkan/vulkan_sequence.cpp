@@ -22,6 +22,7 @@ struct VulkanSequence::State {
   VkQueryPool queries = VK_NULL_HANDLE;
   VkDescriptorPool pool = VK_NULL_HANDLE;
   double last = 0;
+  bool submitted = false;  // the fence belongs to a submission
 
   void record();
   ~State();
@@ -30,6 +31,9 @@ struct VulkanSequence::State {
 VulkanSequence::State::~State() {
   const auto& fn = ctx->fn;
   std::lock_guard<std::mutex> lock(ctx->mutex);
+  // After a timed-out run the command buffer may still be executing: then its
+  // objects are leaked rather than freed under the device's feet.
+  if (submitted && fn.vkWaitForFences(ctx->device, 1, &fence, VK_TRUE, ctx->wait_timeout_ns) != VK_SUCCESS) return;
   if (cmd) fn.vkFreeCommandBuffers(ctx->device, ctx->command_pool, 1, &cmd);
   if (pool) fn.vkDestroyDescriptorPool(ctx->device, pool, nullptr);
   if (queries) fn.vkDestroyQueryPool(ctx->device, queries, nullptr);
@@ -215,7 +219,7 @@ void VulkanSequence::run() {
   vk::Context& c = *s.ctx;
   {
     std::lock_guard<std::mutex> lock(c.mutex);
-    c.submit_and_wait(s.cmd, s.fence, "vkQueueSubmit(dispatch)");
+    c.submit_and_wait(s.cmd, s.fence, "vkQueueSubmit(dispatch)", &s.submitted);
   }
   if (!s.timestamps) {
     s.last = -1;
