@@ -174,9 +174,27 @@ class SummaryPrinter : public testing::Environment {
 }  // namespace
 }  // namespace ek
 
+// Exit code 77 tells CTest the run was skipped (SKIP_RETURN_CODE): a backend
+// with no device must never show as passed. EK_REQUIRE_BACKENDS (set by CI)
+// turns a missing device of a listed backend into a failure instead.
 int main(int argc, char** argv) {
   testing::InitGoogleTest(&argc, argv);
   ek::register_tests();
   testing::AddGlobalTestEnvironment(new ek::SummaryPrinter);
-  return RUN_ALL_TESTS();
+  const int rc = RUN_ALL_TESTS();
+  if (rc != 0) return rc;
+  const char* required = std::getenv("EK_REQUIRE_BACKENDS");
+  bool ran_any = false;
+  for (const auto& kv : ek::tallies()) {
+    if (kv.second.skipped == 0) {
+      ran_any = true;
+      continue;
+    }
+    if (required && std::string(",") .append(required).append(",").find("," + kv.first + ",") != std::string::npos) {
+      std::fprintf(stderr, "conformance: backend %s is required (EK_REQUIRE_BACKENDS) but has no device\n",
+                   kv.first.c_str());
+      return 1;
+    }
+  }
+  return ran_any ? 0 : 77;
 }
