@@ -14,4 +14,8 @@ function(ek_embed_files TARGET SYMBOL)
     COMMENT "Embedding ${SYMBOL}"
     VERBATIM)
   target_sources(${TARGET} PRIVATE "${out}")
+  # A custom command only attaches to targets of its own directory; callers in
+  # kernels/<op>/ add to a target made elsewhere, so order it through a target.
+  add_custom_target(ek_embed_${SYMBOL} DEPENDS "${out}")
+  add_dependencies(${TARGET} ek_embed_${SYMBOL})
 endfunction()
