@@ -1,0 +1,70 @@
+// The Invocation most OpenCL kernels use, so an op's OpenCL file only chooses
+// build options, sets arguments and names the ND-ranges:
+//
+//   auto inv = std::make_unique<ClInvocation>(device, call);  // uploads inputs
+//   OpenCLDevice& dev = inv->device();
+//   cl::Kernel k = dev.kernel("my_op/my_op.cl",
+//                             BuildOptions().define("WG", 128).flag("X_F16", f16).str(), "my_op");
+//   set_kernel_args(dev, k, inv->buffer("x"), inv->buffer_or_placeholder("bias"),
+//                   inv->buffer("y"), cl_int(n));
+//   inv->add_step(k, cl::NDRange(round_up(n, 128)), cl::NDRange(128));
+//   return inv;
+//
+// execute() enqueues the steps in order on the device's in-order queue and
+// waits; last_device_seconds() is the profiled time from the first step's
+// start to the last step's end; read_outputs() copies the outputs back.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/opencl/opencl_device.h"
+#include "kernels/common/op.h"
+
+namespace ek {
+
+class ClInvocation : public Invocation {
+ public:
+  // Uploads every input tensor of `call` (OpDef args not marked output) and
+  // allocates a device buffer for every output. `device` must be an
+  // OpenCLDevice. The call's host tensors must outlive the invocation.
+  ClInvocation(Device& device, const OpCall& call);
+
+  OpenCLDevice& device() const { return dev_; }
+  // The device buffer of a tensor of the call; InvalidArgument if absent.
+  const cl::Buffer& buffer(const std::string& tensor) const;
+  // The tensor's buffer, or a small placeholder when the optional tensor is
+  // absent (the kernel is then built with a -D that never reads it).
+  const cl::Buffer& buffer_or_placeholder(const std::string& tensor) const;
+  bool has(const std::string& tensor) const { return buffers_.count(tensor) != 0; }
+  // An extra buffer owned by the invocation: scratch between steps, or data
+  // repacked once at bind time (`init` = bytes to upload, or nullptr).
+  const cl::Buffer& add_buffer(const std::string& name, size_t bytes, const void* init = nullptr);
+
+  // Appends a dispatch run by every execute(). Steps with an empty global
+  // range are skipped. The kernel's arguments must be set already.
+  void add_step(const cl::Kernel& kernel, const cl::NDRange& global, const cl::NDRange& local = cl::NullRange);
+  size_t num_steps() const { return steps_.size(); }
+
+  void execute() override;
+  double last_device_seconds() const override { return last_seconds_; }
+  void read_outputs() override;
+
+ private:
+  struct Step {
+    cl::Kernel kernel;
+    cl::NDRange global;
+    cl::NDRange local;
+  };
+  OpenCLDevice& dev_;
+  std::string op_;
+  std::map<std::string, cl::Buffer> buffers_;
+  std::map<std::string, TensorRef> outputs_;
+  std::vector<Step> steps_;
+  mutable cl::Buffer placeholder_;  // created on first use
+  double last_seconds_ = -1.0;
+};
+
+}  // namespace ek
