@@ -65,4 +65,13 @@ void ClInvocation::read_outputs() {
   for (const auto& kv : outputs_) dev_.download(buffers_.at(kv.first), kv.second.data, kv.second.nbytes());
 }
 
+std::string cl_buffers_ineligible(const DeviceProfile& profile, const OpCall& call) {
+  if (profile.max_buffer_bytes <= 0) return "";
+  for (const auto& kv : call.tensors)
+    if (kv.second.nbytes() > static_cast<uint64_t>(profile.max_buffer_bytes))
+      return cat("tensor ", kv.first, " needs ", kv.second.nbytes(), " bytes, more than the device's largest buffer (",
+                 profile.max_buffer_bytes, " bytes)");
+  return "";
+}
+
 }  // namespace ek

@@ -67,4 +67,21 @@ class ClInvocation : public Invocation {
   double last_seconds_ = -1.0;
 };
 
+// The value of a tunable, or `def` when the tuning does not name it.
+inline int64_t tuning_or(const Tuning& tuning, const std::string& name, int64_t def) {
+  auto it = tuning.find(name);
+  return it == tuning.end() ? def : it->second;
+}
+
+// Smallest power of two >= n (1 for n <= 1).
+inline size_t next_pow2(size_t n) {
+  size_t p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+// "" when every tensor of the call fits in one device buffer, else which one
+// does not (for KernelImpl::ineligible_reason, so selection can fall back).
+std::string cl_buffers_ineligible(const DeviceProfile& profile, const OpCall& call);
+
 }  // namespace ek

@@ -1,0 +1,90 @@
+// rms_norm on OpenCL: y = v / sqrt(mean(v^2) + eps) * w with v = x, or
+// v = x * silu(z) in the gated form. One work-group per row: each work item
+// accumulates the squares of a strided slice of the row in fp32, the group
+// reduces them, then each work item scales its slice.
+//
+// Build options (-D):
+//   WG             work items per group (power of two; the group size)
+//   VEC            elements per load, 1 or 4 (4 needs dim % 4 == 0)
+//   X_F16          x and z are f16 (read with vload_half: no cl_khr_fp16 needed)
+//   GATED          z is present
+//   USE_SUBGROUPS  reduce with sub_group_reduce_add (needs sub-group built-ins:
+//                  OpenCL C 3.0 __opencl_c_subgroups, cl_khr_subgroups or
+//                  cl_intel_subgroups), else a local-memory tree
+
+#if USE_SUBGROUPS && defined(cl_khr_subgroups)
+#pragma OPENCL EXTENSION cl_khr_subgroups : enable
+#endif
+
+#if X_F16
+#define XT half
+#define LOAD1(p, i) vload_half((i), (p))
+#define LOAD4(p, i) vload_half4((i), (p))
+#else
+#define XT float
+#define LOAD1(p, i) ((p)[i])
+#define LOAD4(p, i) vload4((i), (p))
+#endif
+
+#if VEC == 4
+#define VT float4
+#define LOADV LOAD4
+#define WLOAD(p, i) vload4((i), (p))
+#define STOREV(v, p, i) vstore4((v), (i), (p))
+#define SUMSQ(v) dot((v), (v))
+#else
+#define VT float
+#define LOADV LOAD1
+#define WLOAD(p, i) ((p)[i])
+#define STOREV(v, p, i) ((p)[i] = (v))
+#define SUMSQ(v) ((v) * (v))
+#endif
+
+// The value being normalised at vector index i of the row.
+inline VT row_value(const global XT* x, const global XT* z, size_t i) {
+  VT v = LOADV(x, i);
+#if GATED
+  const VT g = LOADV(z, i);
+  v *= g / (1.0f + exp(-g));
+#endif
+  return v;
+}
+
+// Sum of `v` over the work-group; every work item gets the result.
+inline float group_sum(float v, local float* scratch) {
+  const uint lid = get_local_id(0);
+#if USE_SUBGROUPS
+  v = sub_group_reduce_add(v);
+  if (get_sub_group_local_id() == 0) scratch[get_sub_group_id()] = v;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  const uint groups = get_num_sub_groups();
+  float total = 0.0f;
+  for (uint s = 0; s < groups; ++s) total += scratch[s];
+  return total;
+#else
+  scratch[lid] = v;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (uint s = WG / 2; s > 0; s >>= 1) {
+    if (lid < s) scratch[lid] += scratch[lid + s];
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  return scratch[0];
+#endif
+}
+
+kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void ek_rms_norm(
+    const global XT* restrict x, const global XT* restrict z, const global float* restrict w,
+    global float* restrict y, int dim, float eps) {
+  local float scratch[WG];
+  const size_t base = get_group_id(0) * (size_t)dim;
+  const uint lid = get_local_id(0);
+  const uint n = (uint)dim / VEC;
+  const global XT* xr = x + base;
+  const global XT* zr = z + base;
+  global float* yr = y + base;
+
+  float ss = 0.0f;
+  for (uint i = lid; i < n; i += WG) ss += SUMSQ(row_value(xr, zr, i));
+  const float inv = rsqrt(group_sum(ss, scratch) / (float)dim + eps);
+  for (uint i = lid; i < n; i += WG) STOREV(row_value(xr, zr, i) * inv * WLOAD(w, i), yr, i);
+}
