@@ -376,9 +376,12 @@ void check_all_cases(const std::string& op) {
   }
 }
 
-// Every value of every tunable (one at a time) on the given cases, so each
-// -D path the tuner can pick is compiled and checked.
-void check_tunables(const std::string& op, const std::vector<std::string>& case_names) {
+// Every value of every tunable (one at a time, the others at their default),
+// plus whole tunings given in `combos` (e.g. the GPU defaults, which a CPU
+// device would not pick by itself), on the given cases, so each -D path the
+// tuner or another device can pick is compiled and checked here.
+void check_tunables(const std::string& op, const std::vector<std::string>& case_names,
+                    const std::vector<Tuning>& combos) {
   REQUIRE_OPENCL_DEVICE();
   const OpDef& def = Registry::instance().op(op);
   std::vector<OpCase> picked;
@@ -395,6 +398,16 @@ void check_tunables(const std::string& op, const std::vector<std::string>& case_
         SCOPED_TRACE(cat(t.name, "=", v));
         for (const OpCase& c : picked) check_case(dev, def, *impl, c, tuning, r);
       }
+    for (const Tuning& combo : combos) {
+      Tuning tuning = impl->default_tuning();
+      std::string label;
+      for (const auto& kv : combo) {
+        tuning[kv.first] = kv.second;
+        label += cat(kv.first, "=", kv.second, " ");
+      }
+      SCOPED_TRACE(label);
+      for (const OpCase& c : picked) check_case(dev, def, *impl, c, tuning, r);
+    }
     std::printf("[ tunables ] %s: %d runs, %d ineligible\n", impl->id().c_str(), r.ran, r.ineligible);
   }
 }
@@ -404,12 +417,15 @@ TEST(OpenCLKernels, CausalConv1dAllCasesMatchReference) { check_all_cases("causa
 
 TEST(OpenCLKernels, RmsNormEveryTunableValue) {
   check_tunables("rms_norm", {"edge: dim=3 gated", "edge: odd dim=1023 T=7", "llama-3.2-3b d_model=3072 T=8 f16",
-                              "edge: dim=33 gated T=1"});
+                              "edge: dim=33 gated T=1", "edge: many rows=4099 dim=16"},
+                 {{{"WG", 256}, {"VEC", 4}}, {{"WG", 64}, {"VEC", 16}}, {{"WG", 1024}, {"VEC", 2}}});
 }
 
 TEST(OpenCLKernels, CausalConv1dEveryTunableValue) {
   check_tunables("causal_conv1d", {"edge: W=3 D=17 T=2 B=3", "edge: W=4 T=2 < W-1 state", "edge: f16 W=3 D=5 T=9",
-                                   "mamba-130m d_inner=1536 T=16 f16", "edge: W=2 D=3 T=1"});
+                                   "mamba-130m d_inner=1536 T=16 f16", "edge: W=2 D=3 T=1"},
+                 {{{"VEC", 4}, {"TT", 16}, {"WG", 64}}, {{"VEC", 1}, {"TT", 1}, {"WG", 256}},
+                  {{"VEC", 16}, {"TT", 256}, {"WG", 8}}});
 }
 
 TEST(OpenCLKernels, SubgroupVariantNeedsSubgroups) {

@@ -15,6 +15,7 @@
 // start to the last step's end; read_outputs() copies the outputs back.
 #pragma once
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -71,6 +72,14 @@ class ClInvocation : public Invocation {
 inline int64_t tuning_or(const Tuning& tuning, const std::string& name, int64_t def) {
   auto it = tuning.find(name);
   return it == tuning.end() ? def : it->second;
+}
+
+// The largest power of two <= min(wanted, 16) that divides n: the vector
+// width for rows of n elements when lanes must not straddle rows.
+inline int64_t vector_width_for(int64_t n, int64_t wanted) {
+  int64_t v = 1;
+  while (v * 2 <= std::min<int64_t>(wanted, 16) && n % (v * 2) == 0) v *= 2;
+  return v;
 }
 
 // Smallest power of two >= n (1 for n <= 1).

@@ -13,13 +13,21 @@ std::unique_ptr<Invocation> bind(Device& device, const OpCall& call, const Tunin
   const CausalConv1dArgs a = CausalConv1dArgs::parse(call);
   auto inv = std::make_unique<ClInvocation>(device, call);
   OpenCLDevice& dev = inv->device();
-  // Vector lanes must not straddle rows: the largest power of two <= VEC
-  // that divides D.
-  int64_t vec = 1;
-  while (vec * 2 <= std::min<int64_t>(tuning_or(tuning, "VEC", 4), 16) && a.channels % (vec * 2) == 0) vec *= 2;
-  const int64_t tt = std::max<int64_t>(1, std::min(tuning_or(tuning, "TT", 16), a.tokens));
+  // 0 = from the device. CPU drivers (PoCL) do not vectorise across work
+  // items, so 16 channels per work item and long token tiles; GPUs: float4
+  // per work item and 16-token tiles keep tens of thousands of work items in
+  // flight for prefill.
+  const bool cpu = dev.profile().device_class == "cpu";
+  int64_t want_vec = tuning_or(tuning, "VEC", 0), want_tt = tuning_or(tuning, "TT", 0),
+          want_wg = tuning_or(tuning, "WG", 0);
+  if (want_vec <= 0) want_vec = cpu ? 16 : 4;
+  if (want_tt <= 0) want_tt = cpu ? 64 : 16;
+  if (want_wg <= 0) want_wg = cpu ? 8 : 64;
+  // Vector lanes must not straddle rows.
+  const int64_t vec = vector_width_for(a.channels, want_vec);
+  const int64_t tt = std::min(want_tt, a.tokens);
   const size_t items = static_cast<size_t>(a.channels / vec);
-  const size_t wanted = std::min<size_t>(static_cast<size_t>(tuning_or(tuning, "WG", 64)), next_pow2(items));
+  const size_t wanted = std::min<size_t>(static_cast<size_t>(want_wg), next_pow2(items));
   auto options = [&](size_t wg) {
     return BuildOptions()
         .define("W", a.width)
@@ -46,7 +54,8 @@ const RegisterKernel reg(KernelImpl{
     "causal_conv1d", "opencl", "token_tile",
     "VEC channels x TT tokens per work item with a sliding register window; f32/f16 x, W 2..4, bias, state, SiLU",
     10, 1e-7,
-    {{"VEC", {1, 2, 4, 8, 16}, 4}, {"TT", {1, 4, 8, 16, 32, 64}, 16}, {"WG", {32, 64, 128, 256}, 64}},
+    // Defaults 0: chosen from the device profile at bind (see bind()).
+    {{"VEC", {1, 2, 4, 8, 16}, 0}, {"TT", {1, 4, 16, 64, 256}, 0}, {"WG", {8, 32, 64, 128, 256}, 0}},
     [](const DeviceProfile& p, const OpCall& call) { return cl_buffers_ineligible(p, call); },
     bind});
 

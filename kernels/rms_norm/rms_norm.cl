@@ -5,7 +5,11 @@
 //
 // Build options (-D):
 //   WG             work items per group (power of two; the group size)
-//   VEC            elements per load, 1 or 4 (4 needs dim % 4 == 0)
+//   VEC            elements per load: 1, 2, 4, 8 or 16 (dim % VEC == 0).
+//                  GPUs: 4 (16-byte loads, neighbouring work items
+//                  neighbouring vectors); CPU drivers: 16 with WG 1, where a
+//                  work item streaming its row in wide vectors is what
+//                  reaches the SIMD units
 //   X_F16          x and z are f16 (read with vload_half: no cl_khr_fp16 needed)
 //   GATED          z is present
 //   USE_SUBGROUPS  reduce with sub_group_reduce_add (needs sub-group built-ins:
@@ -16,35 +20,47 @@
 #pragma OPENCL EXTENSION cl_khr_subgroups : enable
 #endif
 
+#define EK_CAT2(a, b) a##b
+#define EK_CAT(a, b) EK_CAT2(a, b)
+
 #if X_F16
 #define XT half
-#define LOAD1(p, i) vload_half((i), (p))
-#define LOAD4(p, i) vload_half4((i), (p))
 #else
 #define XT float
-#define LOAD1(p, i) ((p)[i])
-#define LOAD4(p, i) vload4((i), (p))
 #endif
 
-#if VEC == 4
-#define VT float4
-#define LOADV LOAD4
-#define WLOAD(p, i) vload4((i), (p))
-#define STOREV(v, p, i) vstore4((v), (i), (p))
-#define SUMSQ(v) dot((v), (v))
-#else
+// VT: VEC floats; LOADX/LOADW/STOREY move vector i of a row; HSUM adds its lanes.
+#if VEC == 1
 #define VT float
-#define LOADV LOAD1
-#define WLOAD(p, i) ((p)[i])
-#define STOREV(v, p, i) ((p)[i] = (v))
-#define SUMSQ(v) ((v) * (v))
+#define LOADW(p, i) ((p)[i])
+#define STOREY(v, p, i) ((p)[i] = (v))
+#define HSUM(v) (v)
+#if X_F16
+#define LOADX(p, i) vload_half((i), (p))
+#else
+#define LOADX(p, i) ((p)[i])
+#endif
+#else
+#define VT EK_CAT(float, VEC)
+#define LOADW(p, i) EK_CAT(vload, VEC)((i), (p))
+#define STOREY(v, p, i) EK_CAT(vstore, VEC)((v), (i), (p))
+#if X_F16
+#define LOADX(p, i) EK_CAT(vload_half, VEC)((i), (p))
+#else
+#define LOADX LOADW
+#endif
+#define HSUM2(v) ((v).s0 + (v).s1)
+#define HSUM4(v) HSUM2((v).lo + (v).hi)
+#define HSUM8(v) HSUM4((v).lo + (v).hi)
+#define HSUM16(v) HSUM8((v).lo + (v).hi)
+#define HSUM(v) EK_CAT(HSUM, VEC)(v)
 #endif
 
 // The value being normalised at vector index i of the row.
 inline VT row_value(const global XT* x, const global XT* z, size_t i) {
-  VT v = LOADV(x, i);
+  VT v = LOADX(x, i);
 #if GATED
-  const VT g = LOADV(z, i);
+  const VT g = LOADX(z, i);
   v *= g / (1.0f + exp(-g));
 #endif
   return v;
@@ -83,8 +99,11 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void ek_rms_norm(
   const global XT* zr = z + base;
   global float* yr = y + base;
 
-  float ss = 0.0f;
-  for (uint i = lid; i < n; i += WG) ss += SUMSQ(row_value(xr, zr, i));
-  const float inv = rsqrt(group_sum(ss, scratch) / (float)dim + eps);
-  for (uint i = lid; i < n; i += WG) STOREV(row_value(xr, zr, i) * inv * WLOAD(w, i), yr, i);
+  VT ss = (VT)(0.0f);
+  for (uint i = lid; i < n; i += WG) {
+    const VT v = row_value(xr, zr, i);
+    ss = fma(v, v, ss);
+  }
+  const float inv = rsqrt(group_sum(HSUM(ss), scratch) / (float)dim + eps);
+  for (uint i = lid; i < n; i += WG) STOREY(row_value(xr, zr, i) * inv * LOADW(w, i), yr, i);
 }
