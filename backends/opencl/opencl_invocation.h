@@ -30,7 +30,7 @@ class ClInvocation : public Invocation {
  public:
   // Uploads every input tensor of `call` (OpDef args not marked output) and
   // allocates a device buffer for every output. `device` must be an
-  // OpenCLDevice. The call's host tensors must outlive the invocation.
+  // OpenCLDevice; it and the call's host tensors must outlive the invocation.
   ClInvocation(Device& device, const OpCall& call);
 
   OpenCLDevice& device() const { return dev_; }

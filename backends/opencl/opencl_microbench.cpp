@@ -111,7 +111,7 @@ void OpenCLDevice::measure_peaks(double seconds_budget) {
   // has it, else the char arithmetic in VEC lanes.
   std::string int8_options = options;
   size_t int8_vec = vec;
-  if (p.features.count("int_dot_product")) {
+  if (p.has("int_dot_product")) {
     const std::string packed = BuildOptions()
                                    .define("VEC", 1)
                                    .flag("USE_PACKED_DOT", true)

@@ -68,7 +68,6 @@ inline VT row_value(const global XT* x, const global XT* z, size_t i) {
 
 // Sum of `v` over the work-group; every work item gets the result.
 inline float group_sum(float v, local float* scratch) {
-  const uint lid = get_local_id(0);
 #if USE_SUBGROUPS
   v = sub_group_reduce_add(v);
   if (get_sub_group_local_id() == 0) scratch[get_sub_group_id()] = v;
@@ -78,6 +77,7 @@ inline float group_sum(float v, local float* scratch) {
   for (uint s = 0; s < groups; ++s) total += scratch[s];
   return total;
 #else
+  const uint lid = get_local_id(0);
   scratch[lid] = v;
   barrier(CLK_LOCAL_MEM_FENCE);
   for (uint s = WG / 2; s > 0; s >>= 1) {
