@@ -389,6 +389,39 @@ TEST_F(Vulkan, CausalConv1dTunables) {
   for (VulkanDevice* d : devices()) check_tunables(*d, "causal_conv1d");
 }
 
+// Paths the shared case lists do not reach: f16 rows without a vec4 multiple
+// (packed-pair loads), rows wider than the workgroup, f16 state without bias.
+TEST_F(Vulkan, ExtraShapesMatchReference) {
+  std::vector<OpCase> cases;
+  for (int64_t dim : {1, 2, 3, 5, 1023, 4097})
+    for (int64_t gated : {0, 1}) {
+      OpCase c;
+      c.op = "rms_norm";
+      c.name = cat("f16 dim=", dim, gated ? " gated" : "");
+      c.dims = {{"rows", 3}, {"dim", dim}, {"gated", gated}, {"f16", 1}};
+      c.params.set("eps", 1e-5);
+      cases.push_back(c);
+    }
+  for (int64_t W : {2, 3, 4})
+    for (int64_t T : {1, 2, 3, 40}) {
+      OpCase c;
+      c.op = "causal_conv1d";
+      c.name = cat("f16 W=", W, " T=", T, " state, no bias");
+      c.dims = {{"B", 2}, {"T", T}, {"D", 7}, {"W", W}, {"bias", 0}, {"state", 1}, {"f16", 1}};
+      c.params.set("silu", false);
+      cases.push_back(c);
+    }
+  for (VulkanDevice* d : devices())
+    for (const OpCase& c : cases)
+      for (const KernelImpl* k : Registry::instance().kernels(c.op, "vulkan")) {
+        SCOPED_TRACE(k->id() + " / " + c.name);
+        check_case(*d, *k, c, k->default_tuning(), false);
+        Tuning t = k->default_tuning();
+        t["block"] = 64;  // the GPU-style width on any device
+        check_case(*d, *k, c, t, false);
+      }
+}
+
 TEST_F(Vulkan, SelectionPrefersSubgroupAndFallsBack) {
   for (VulkanDevice* d : devices()) {
     const OpDef& def = Registry::instance().op("rms_norm");

@@ -52,7 +52,7 @@ KernelImpl make_kernel(const char* reduce, int priority, std::vector<std::string
     Dispatch k;
     k.shader = shader_for(reduce, call);
     const int64_t work_items = a.dim % 4 == 0 ? a.dim / 4 : a.dim;  // quads or elements per row
-    k.spec = {workgroup_size(d.profile(), t.at("block"), work_items), spec_bool(a.gated)};
+    k.spec = {workgroup_size(d.profile(), tuning_value(t, "block", 0), work_items), spec_bool(a.gated)};
     k.push.u32(static_cast<uint32_t>(a.rows)).u32(static_cast<uint32_t>(a.dim)).f32(a.eps);
     k.buffers = {inv->tensor("x"), inv->tensor("w"), inv->tensor_or_dummy("z"), inv->tensor("y")};
     k.groups = inv->grid(static_cast<uint64_t>(a.rows));  // one workgroup per row
