@@ -34,6 +34,10 @@ class CausalConv1d : public Generator<CausalConv1d> {
   GeneratorParam<int> vector_width{"vector_width", 0};  // floats per vector; 0 = natural width
   GeneratorParam<int> chunk_channels{"chunk_channels", 1024};  // d per task (multiple of vector_width)
   GeneratorParam<int> chunk_tokens{"chunk_tokens", 32};        // t per task
+  // Materialise the transposed weights once per task (prefill). Off for the
+  // decode build: with a few rows per task the transpose costs more than it
+  // saves, and each row shuffles the dense loads of w itself.
+  GeneratorParam<bool> transpose_weights{"transpose_weights", true};
 
   Output<Buffer<float, 3>> y{"y"};
   Output<Buffer<float, 3>> sT{"sT"};
@@ -129,9 +133,11 @@ class CausalConv1d : public Generator<CausalConv1d> {
     // W outside 2..4 is rejected before the call.
     y.specialize_fail("causal_conv1d: W must be in 2..4");
     // Transposed weights once per task: dense loads of w shuffled (W is a
-    // constant in each specialisation) instead of per-row stride-W gathers.
-    wt_.compute_at(y, task).reorder(j_, d_).unroll(j_);
-    wt_.specialize(wide).vectorize(d_, vec, TailStrategy::ShiftInwards);
+    // constant in each specialisation) instead of shuffles in every row.
+    if (transpose_weights) {
+      wt_.compute_at(y, task).reorder(j_, d_).unroll(j_);
+      wt_.specialize(wide).vectorize(d_, vec, TailStrategy::ShiftInwards);
+    }
 
     sT.specialize(channels_ >= vec).vectorize(d_, vec, TailStrategy::ShiftInwards);
   }
