@@ -5,7 +5,7 @@
 #   cmake -S . -B build-host -G Ninja -DCMAKE_BUILD_TYPE=Release -DEK_BUILD_TESTS=OFF -DEK_BUILD_BENCH=OFF
 #   ninja -C build-host edgekernels-halide_generators
 #   cmake -S . -B build-arm64 -G Ninja -DCMAKE_BUILD_TYPE=Release \
-#         -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.toolchain.cmake \
+#         -DCMAKE_TOOLCHAIN_FILE=codegen/toolchains/aarch64-linux-gnu.cmake \
 #         -Dedgekernels-halide_generators_ROOT=$PWD/build-host/cmake \
 #         -DEK_WITH_VULKAN=OFF -DEK_WITH_OPENCL=OFF -DEK_BUILD_TESTS=OFF -DEK_BUILD_BENCH=OFF
 #   ninja -C build-arm64 edgekernels
