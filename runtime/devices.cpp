@@ -1,5 +1,6 @@
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -19,9 +20,13 @@ DeviceSet open_devices(const std::string& backends) {
   auto is_wanted = [&](const std::string& b) {
     return wanted.empty() || std::find(wanted.begin(), wanted.end(), b) != wanted.end();
   };
+  const auto known = known_backends();
+  for (const std::string& w : wanted)
+    if (std::find(known.begin(), known.end(), w) == known.end())
+      throw InvalidArgument(cat("unknown backend '", w, "' (known: cpu, vulkan, opencl)"));
   DeviceSet set;
   const auto registered = registered_backends();
-  for (const std::string& name : known_backends()) {
+  for (const std::string& name : known) {
     if (!is_wanted(name)) continue;
     DeviceScan scan;
     scan.backend = name;
@@ -37,9 +42,6 @@ DeviceSet open_devices(const std::string& backends) {
     }
     set.scans.push_back(std::move(scan));
   }
-  for (const std::string& w : wanted)
-    if (std::find(known_backends().begin(), known_backends().end(), w) == known_backends().end())
-      throw InvalidArgument(cat("unknown backend '", w, "' (known: cpu, vulkan, opencl)"));
   return set;
 }
 
@@ -65,7 +67,10 @@ void make_dirs(const std::string& path) {
 
 void ensure_peaks(Device& dev, bool remeasure, double seconds_budget) {
   DeviceProfile& p = dev.mutable_profile();
-  const std::string file = cache_dir() + "/peaks-" + p.backend + "-" + p.fingerprint() + ".json";
+  // Bump the version when a microbenchmark changes so stale peaks are re-measured.
+  constexpr int kPeaksVersion = 2;
+  const std::string file = cache_dir() + "/peaks-v" + std::to_string(kPeaksVersion) + "-" + p.backend + "-" +
+                           p.fingerprint() + ".json";
   if (!remeasure) {
     std::ifstream in(file);
     if (in) {
