@@ -24,23 +24,26 @@
 #include "ek_selective_scan_chunk_avx2.h"
 #include "ek_selective_scan_step_avx2.h"
 #endif
-#if EK_SCAN_HAVE_base
-#include "ek_selective_scan_chunk_base.h"
-#include "ek_selective_scan_step_base.h"
+#if EK_SCAN_HAVE_sse41
+#include "ek_selective_scan_chunk_sse41.h"
+#include "ek_selective_scan_step_sse41.h"
+#endif
+#if EK_SCAN_HAVE_neon
+#include "ek_selective_scan_chunk_neon.h"
+#include "ek_selective_scan_step_neon.h"
 #endif
 
 namespace ek {
 namespace {
 
-using scan_cpu::Dim;
-using scan_cpu::Isa;
+using scan_cpu::IsaBuild;
 using scan_cpu::view;
 
 constexpr const char* kOp = "selective_scan";
 
-// Both pipelines: u, delta, z, A, Bm, Cm, Dskip, delta_bias, h_in, has_z,
-// delta_softplus -> y, hT.
-using PipelineFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*,
+// Both pipelines: (user_context) u, delta, z, A, Bm, Cm, Dskip, delta_bias,
+// h_in, has_z, delta_softplus -> y, hT.
+using PipelineFn = int (*)(const void*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*,
                            halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, bool, bool,
                            halide_buffer_t*, halide_buffer_t*);
 struct Pipelines {
@@ -50,8 +53,8 @@ struct Pipelines {
 
 class SelectiveScanCpu final : public Invocation {
  public:
-  SelectiveScanCpu(Device& dev, const OpCall& call, const Tuning& tuning, Pipelines fns)
-      : dev_(dev), call_(call), a_(SelectiveScanArgs::parse(call)), fns_(fns) {
+  SelectiveScanCpu(Device& dev, const OpCall& call, const Tuning& tuning, Pipelines fns, std::string name)
+      : dev_(dev), call_(call), a_(SelectiveScanArgs::parse(call)), fns_(fns), name_(std::move(name)) {
     auto it = tuning.find("chunk");
     chunk_ = it != tuning.end() ? it->second : kDefaultChunk;
     EK_CHECK_ARG(chunk_ >= 1, kOp, ": tunable chunk=", chunk_, " must be >= 1");
@@ -91,7 +94,7 @@ class SelectiveScanCpu final : public Invocation {
         auto u_v = tok(u), delta_v = tok(delta), z_v = tok(z), y_v = tok(y);
         auto B_v = bc(Bm), C_v = bc(Cm);
         auto hin_v = state(h0), hT_v = state(hT);
-        scan_cpu::run_pipeline(kOp, fns_.step, u_v.raw_buffer(), delta_v.raw_buffer(), z_v.raw_buffer(),
+        cpu::halide_run(name_, fns_.step, u_v.raw_buffer(), delta_v.raw_buffer(), z_v.raw_buffer(),
                                A_v.raw_buffer(), B_v.raw_buffer(), C_v.raw_buffer(), dskip_v.raw_buffer(),
                                bias_v.raw_buffer(), hin_v.raw_buffer(), a_.has_z, a_.delta_softplus,
                                y_v.raw_buffer(), hT_v.raw_buffer());
@@ -109,7 +112,7 @@ class SelectiveScanCpu final : public Invocation {
         auto u_v = tok(u), delta_v = tok(delta), z_v = tok(z), y_v = tok(y);
         auto B_v = bc(Bm), C_v = bc(Cm);
         auto hin_v = state(in), hout_v = state(out);
-        scan_cpu::run_pipeline(kOp, fns_.chunk, u_v.raw_buffer(), delta_v.raw_buffer(), z_v.raw_buffer(),
+        cpu::halide_run(name_, fns_.chunk, u_v.raw_buffer(), delta_v.raw_buffer(), z_v.raw_buffer(),
                                A_v.raw_buffer(), B_v.raw_buffer(), C_v.raw_buffer(), dskip_v.raw_buffer(),
                                bias_v.raw_buffer(), hin_v.raw_buffer(), a_.has_z, a_.delta_softplus,
                                y_v.raw_buffer(), hout_v.raw_buffer());
@@ -126,37 +129,45 @@ class SelectiveScanCpu final : public Invocation {
   OpCall call_;
   SelectiveScanArgs a_;
   Pipelines fns_;
+  std::string name_;  // "selective_scan/cpu/halide_avx512" for error messages
   int64_t chunk_ = kDefaultChunk;
   std::vector<float> zeros_d_, zero_state_;
   std::vector<float> scratch_[2];
 };
 
-void register_isa(Isa isa, Pipelines fns, int priority) {
+void register_isa(const IsaBuild& isa, Pipelines fns) {
   KernelImpl k;
   k.op = kOp;
   k.backend = "cpu";
-  k.variant = cat("halide_", scan_cpu::isa_name(isa));
+  k.variant = cat("halide_", isa.name);
   k.doc = "Halide: channels vectorised, state trajectory per tile kept in cache over a segment of `chunk` tokens; "
           "dedicated decode-step pipeline for T = 1";
-  k.priority = priority;
+  k.priority = isa.priority;
   k.nmse_bound = 1e-7;
   k.tunables = {{"chunk", {16, 32, 64, 128, 256}, SelectiveScanCpu::kDefaultChunk}};
   k.ineligible_reason = [isa](const DeviceProfile& p, const OpCall&) { return scan_cpu::missing_features(p, isa); };
-  k.bind = [fns](Device& dev, const OpCall& call, const Tuning& tuning) -> std::unique_ptr<Invocation> {
-    return std::make_unique<SelectiveScanCpu>(dev, call, tuning, fns);
+  const std::string name = k.id();
+  k.bind = [fns, name](Device& dev, const OpCall& call, const Tuning& tuning) -> std::unique_ptr<Invocation> {
+    return std::make_unique<SelectiveScanCpu>(dev, call, tuning, fns, name);
   };
   Registry::instance().add_kernel(std::move(k));
 }
 
+#define EK_SCAN_REGISTER(isa) \
+  register_isa(scan_cpu::isa_build(#isa), {ek_selective_scan_chunk_##isa, ek_selective_scan_step_##isa})
+
 const bool registered = [] {
 #if EK_SCAN_HAVE_avx512
-  register_isa(Isa::avx512, {ek_selective_scan_chunk_avx512, ek_selective_scan_step_avx512}, 30);
+  EK_SCAN_REGISTER(avx512);
 #endif
 #if EK_SCAN_HAVE_avx2
-  register_isa(Isa::avx2, {ek_selective_scan_chunk_avx2, ek_selective_scan_step_avx2}, 20);
+  EK_SCAN_REGISTER(avx2);
 #endif
-#if EK_SCAN_HAVE_base
-  register_isa(Isa::base, {ek_selective_scan_chunk_base, ek_selective_scan_step_base}, 10);
+#if EK_SCAN_HAVE_sse41
+  EK_SCAN_REGISTER(sse41);
+#endif
+#if EK_SCAN_HAVE_neon
+  EK_SCAN_REGISTER(neon);
 #endif
   return true;
 }();

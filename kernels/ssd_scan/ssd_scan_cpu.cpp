@@ -16,7 +16,9 @@
 #include "kernels/selective_scan/scan_cpu_common.h"
 #include "kernels/ssd_scan/ssd_scan.h"
 
+#if EK_SSD_HAVE_avx512 || EK_SSD_HAVE_avx2 || EK_SSD_HAVE_sse41 || EK_SSD_HAVE_neon
 #include "ek_ssd_scan_chunk_generic.h"
+#endif
 #if EK_SSD_HAVE_avx512
 #include "ek_ssd_scan_chunk_avx512.h"
 #include "ek_ssd_scan_seq_avx512.h"
@@ -29,27 +31,33 @@
 #include "ek_ssd_scan_step_avx2.h"
 #include "ek_ssd_state_transpose_avx2.h"
 #endif
-#if EK_SSD_HAVE_base
-#include "ek_ssd_scan_chunk_base.h"
-#include "ek_ssd_scan_seq_base.h"
-#include "ek_ssd_scan_step_base.h"
-#include "ek_ssd_state_transpose_base.h"
+#if EK_SSD_HAVE_sse41
+#include "ek_ssd_scan_chunk_sse41.h"
+#include "ek_ssd_scan_seq_sse41.h"
+#include "ek_ssd_scan_step_sse41.h"
+#include "ek_ssd_state_transpose_sse41.h"
+#endif
+#if EK_SSD_HAVE_neon
+#include "ek_ssd_scan_chunk_neon.h"
+#include "ek_ssd_scan_seq_neon.h"
+#include "ek_ssd_scan_step_neon.h"
+#include "ek_ssd_state_transpose_neon.h"
 #endif
 
 namespace ek {
 namespace {
 
-using scan_cpu::Isa;
+using scan_cpu::IsaBuild;
 using scan_cpu::view;
 
 constexpr const char* kOp = "ssd_scan";
 
-// The scan pipelines: x, dt, A, Bm, Cm, Dskip, dt_bias, h_in, dt_softplus,
-// dt_min, dt_max, heads_per_group -> y, hT.
-using PipelineFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*,
+// The scan pipelines: (user_context) x, dt, A, Bm, Cm, Dskip, dt_bias, h_in,
+// dt_softplus, dt_min, dt_max, heads_per_group -> y, hT.
+using PipelineFn = int (*)(const void*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*,
                            halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, bool, float, float, int,
                            halide_buffer_t*, halide_buffer_t*);
-using TransposeFn = int (*)(halide_buffer_t*, halide_buffer_t*);
+using TransposeFn = int (*)(const void*, halide_buffer_t*, halide_buffer_t*);
 struct Pipelines {
   PipelineFn step;           // T = 1
   PipelineFn seq;            // a few tokens, state in cache
@@ -77,8 +85,8 @@ int64_t tuned(const Tuning& t, const char* key, int64_t def) {
 
 class SsdScanCpu final : public Invocation {
  public:
-  SsdScanCpu(Device& dev, const OpCall& call, const Tuning& tuning, Pipelines fns)
-      : dev_(dev), call_(call), a_(SsdScanArgs::parse(call)), fns_(fns) {
+  SsdScanCpu(Device& dev, const OpCall& call, const Tuning& tuning, Pipelines fns, std::string name)
+      : dev_(dev), call_(call), a_(SsdScanArgs::parse(call)), fns_(fns), name_(std::move(name)) {
     const int64_t form = tuned(tuning, "form", Defaults::form);
     EK_CHECK_ARG(form >= 0 && form <= 2, kOp, ": tunable form=", form, " is not 0 (by T), 1 (sequential) or 2 (chunked)");
     chunk_ = tuned(tuning, "chunk", Defaults::chunk);
@@ -126,7 +134,7 @@ class SsdScanCpu final : public Invocation {
     int cur = 0;  // chunked form: scratch_[cur] holds the transposed state
     if (chunked_ && a_.has_h0) {
       auto in = state(h0), out = state_t(scratch_[0].data());
-      scan_cpu::run_pipeline(kOp, fns_.transpose, in.raw_buffer(), out.raw_buffer());
+      cpu::halide_run(name_, fns_.transpose, in.raw_buffer(), out.raw_buffer());
     }
     for (int64_t s = 0; s < segments; ++s) {
       const int64_t t0 = s * segment_, len = std::min(segment_, T - t0);
@@ -148,14 +156,14 @@ class SsdScanCpu final : public Invocation {
         hin_v = state(s == 0 ? h0 : scratch_[(s - 1) % 2].data());
         hout_v = state(s == segments - 1 ? hT : scratch_[s % 2].data());
       }
-      scan_cpu::run_pipeline(kOp, fn, x_v.raw_buffer(), dt_v.raw_buffer(), A_v.raw_buffer(), B_v.raw_buffer(),
+      cpu::halide_run(name_, fn, x_v.raw_buffer(), dt_v.raw_buffer(), A_v.raw_buffer(), B_v.raw_buffer(),
                              C_v.raw_buffer(), dskip_v.raw_buffer(), bias_v.raw_buffer(), hin_v.raw_buffer(),
                              a_.dt_softplus, a_.dt_min, a_.dt_max, static_cast<int>(a_.heads_per_group()),
                              y_v.raw_buffer(), hout_v.raw_buffer());
     }
     if (chunked_) {
       auto in = state_t(scratch_[cur].data()), out = state(hT);
-      scan_cpu::run_pipeline(kOp, fns_.transpose, in.raw_buffer(), out.raw_buffer());
+      cpu::halide_run(name_, fns_.transpose, in.raw_buffer(), out.raw_buffer());
     }
   }
 
@@ -166,50 +174,51 @@ class SsdScanCpu final : public Invocation {
   OpCall call_;
   SsdScanArgs a_;
   Pipelines fns_;
+  std::string name_;  // "ssd_scan/cpu/halide_avx512" for error messages
   int64_t chunk_ = Defaults::chunk, seq_tokens_ = Defaults::seq_tokens, segment_ = 1;
   bool chunked_ = false;
   std::vector<float> zeros_h_, zero_state_;
   std::vector<float> scratch_[2];
 };
 
-void register_isa(Isa isa, Pipelines fns, int priority) {
+void register_isa(const IsaBuild& isa, Pipelines fns) {
   KernelImpl k;
   k.op = kOp;
   k.backend = "cpu";
-  k.variant = cat("halide_", scan_cpu::isa_name(isa));
-  k.doc = "Halide: sequential form (state in cache, per-token update; decode) for short T, chunked SSD form "
-          "(register-blocked matrix products per head and chunk) from T >= chunk_from_T";
-  k.priority = priority;
+  k.variant = cat("halide_", isa.name);
+  k.doc = "Halide: decode step (T = 1) and sequential form (per-token update, state in cache) for short T, chunked "
+          "SSD form (register-tiled matrix products per head and chunk) from T >= chunk_from_T";
+  k.priority = isa.priority;
   k.nmse_bound = 1e-7;
   k.tunables = {{"form", {0, 1, 2}, Defaults::form},
                 {"chunk", {32, 64, 128}, Defaults::chunk},
                 {"seq_tokens", {1, 4, 8, 16}, Defaults::seq_tokens},
                 {"chunk_from_T", {2, 4, 8, 16, 32}, Defaults::chunk_from_T}};
   k.ineligible_reason = [isa](const DeviceProfile& p, const OpCall&) { return scan_cpu::missing_features(p, isa); };
-  k.bind = [fns](Device& dev, const OpCall& call, const Tuning& tuning) -> std::unique_ptr<Invocation> {
-    return std::make_unique<SsdScanCpu>(dev, call, tuning, fns);
+  fns.vector_width = isa.vector_width;
+  const std::string name = k.id();
+  k.bind = [fns, name](Device& dev, const OpCall& call, const Tuning& tuning) -> std::unique_ptr<Invocation> {
+    return std::make_unique<SsdScanCpu>(dev, call, tuning, fns, name);
   };
   Registry::instance().add_kernel(std::move(k));
 }
 
+#define EK_SSD_REGISTER(isa)                                                                                    \
+  register_isa(scan_cpu::isa_build(#isa), {ek_ssd_scan_step_##isa, ek_ssd_scan_seq_##isa, ek_ssd_scan_chunk_##isa, \
+                                           ek_ssd_scan_chunk_generic, ek_ssd_state_transpose_##isa, 0})
+
 const bool registered = [] {
 #if EK_SSD_HAVE_avx512
-  register_isa(Isa::avx512,
-               {ek_ssd_scan_step_avx512, ek_ssd_scan_seq_avx512, ek_ssd_scan_chunk_avx512, ek_ssd_scan_chunk_generic,
-                ek_ssd_state_transpose_avx512, 16},
-               30);
+  EK_SSD_REGISTER(avx512);
 #endif
 #if EK_SSD_HAVE_avx2
-  register_isa(Isa::avx2,
-               {ek_ssd_scan_step_avx2, ek_ssd_scan_seq_avx2, ek_ssd_scan_chunk_avx2, ek_ssd_scan_chunk_generic,
-                ek_ssd_state_transpose_avx2, 8},
-               20);
+  EK_SSD_REGISTER(avx2);
 #endif
-#if EK_SSD_HAVE_base
-  register_isa(Isa::base,
-               {ek_ssd_scan_step_base, ek_ssd_scan_seq_base, ek_ssd_scan_chunk_base, ek_ssd_scan_chunk_generic,
-                ek_ssd_state_transpose_base, EK_SSD_BASE_VECTOR_WIDTH},
-               10);
+#if EK_SSD_HAVE_sse41
+  EK_SSD_REGISTER(sse41);
+#endif
+#if EK_SSD_HAVE_neon
+  EK_SSD_REGISTER(neon);
 #endif
   return true;
 }();
