@@ -1,0 +1,87 @@
+// selective_scan on Vulkan (shader: selective_scan.comp). Two variants:
+// "subgroup" (a team of invocations per channel, states spread over the team,
+// y summed by subgroup shuffles) and "thread" (one invocation per channel, no
+// subgroup operations). One dispatch covers every token; T = 1 (decode) is
+// the same single pass.
+#include <algorithm>
+
+#include "backends/vulkan/vulkan_kernel.h"
+#include "kernels/selective_scan/selective_scan.h"
+
+namespace ek {
+namespace {
+
+uint32_t pow2_floor(uint64_t v) {
+  uint32_t p = 1;
+  while (uint64_t(p) * 2 <= v) p *= 2;
+  return p;
+}
+
+// Team size: a power of two no larger than the smallest subgroup, the state
+// count (rounded up) or the tuned value.
+uint32_t team_size(const DeviceProfile& p, int64_t N, int64_t tuned) {
+  const int64_t sg_min = p.subgroup_sizes.empty() ? 1 : *std::min_element(p.subgroup_sizes.begin(), p.subgroup_sizes.end());
+  int64_t want = tuned > 0 ? tuned : 32;
+  uint32_t team = pow2_floor(static_cast<uint64_t>(std::max<int64_t>(1, std::min(want, sg_min))));
+  while (team > 1 && team / 2 >= N) team /= 2;  // no idle lanes beyond the states
+  return team;
+}
+
+// Workgroup size: the tuned value (0: 64 on CPU drivers, 128 on GPUs) as a
+// power of two, at least the largest subgroup (full subgroups only) and the team.
+uint32_t workgroup_size(const DeviceProfile& p, int64_t tuned, uint32_t team) {
+  const int64_t sg_max = p.subgroup_sizes.empty() ? 1 : *std::max_element(p.subgroup_sizes.begin(), p.subgroup_sizes.end());
+  int64_t wg = tuned > 0 ? tuned : (p.device_class == "cpu" ? 64 : 128);
+  wg = std::min<int64_t>(wg, std::max(1, p.max_workgroup_size));
+  wg = std::max<int64_t>({wg, sg_max, int64_t(team)});
+  return pow2_floor(static_cast<uint64_t>(wg));
+}
+
+KernelImpl make_kernel(const char* variant, bool subgroup, int priority, const char* doc) {
+  KernelImpl k;
+  k.op = "selective_scan";
+  k.backend = "vulkan";
+  k.variant = variant;
+  k.doc = doc;
+  k.priority = priority;
+  k.nmse_bound = 1e-7;
+  k.tunables = {{"block", {32, 64, 128, 256}, 0}};
+  if (subgroup) k.tunables.push_back({"team", {2, 4, 8, 16, 32}, 0});
+  const std::string shader = cat("selective_scan/selective_scan.", variant, ".spv");
+  const std::vector<std::string> features =
+      subgroup ? std::vector<std::string>{"subgroup_basic", "subgroup_shuffle"} : std::vector<std::string>{};
+  k.ineligible_reason = [shader, features](const DeviceProfile& p, const OpCall& call) {
+    return vulkan_ineligible(p, call, features, {shader});
+  };
+  k.bind = [shader, subgroup](Device& d, const OpCall& call, const Tuning& t) -> std::unique_ptr<Invocation> {
+    const SelectiveScanArgs a = SelectiveScanArgs::parse(call);
+    auto inv = std::make_unique<VulkanOpInvocation>(d, call);
+    const uint32_t team = subgroup ? team_size(d.profile(), a.state, tuning_value(t, "team", 0)) : 1;
+    const uint32_t wg = workgroup_size(d.profile(), tuning_value(t, "block", 0), team);
+    const uint32_t spt = static_cast<uint32_t>(ceil_div(static_cast<uint64_t>(a.state), team));
+    Dispatch k;
+    k.shader = shader;
+    k.spec = {wg, team, spt, spec_bool(a.has_dskip), spec_bool(a.has_z), spec_bool(a.has_delta_bias),
+              spec_bool(a.has_h0), spec_bool(a.delta_softplus)};
+    k.push.u32(uint32_t(a.batch)).u32(uint32_t(a.tokens)).u32(uint32_t(a.channels)).u32(uint32_t(a.state))
+        .u32(uint32_t(a.groups)).u32(uint32_t(a.channels_per_group()));
+    k.buffers = {inv->tensor("u"),           inv->tensor("delta"),       inv->tensor("A"),
+                 inv->tensor("Bm"),          inv->tensor("Cm"),          inv->tensor_or_dummy("Dskip"),
+                 inv->tensor_or_dummy("z"),  inv->tensor_or_dummy("delta_bias"), inv->tensor_or_dummy("h0"),
+                 inv->tensor("y"),           inv->tensor("hT")};
+    const uint64_t channels = static_cast<uint64_t>(a.batch * a.channels);
+    k.groups = inv->grid(ceil_div(channels, wg / team));
+    inv->dispatch(std::move(k));
+    return inv;
+  };
+  return k;
+}
+
+const RegisterKernel subgroup(make_kernel("subgroup", true, 20,
+                                          "team of invocations per channel, states in registers over all tokens, "
+                                          "y summed by subgroup shuffles"));
+const RegisterKernel thread(make_kernel("thread", false, 10,
+                                        "one invocation per channel, states in registers over all tokens"));
+
+}  // namespace
+}  // namespace ek
