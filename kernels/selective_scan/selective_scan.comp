@@ -8,7 +8,9 @@
 // subgroup size or how it maps to local ids is made). Without subgroups
 // (TEAM = 1) one invocation owns a channel. Then y += Dskip u, y *= silu(z).
 // T = 1 with h0 (decode) is the same single pass: the state is read once
-// and written once; gate and skip are fused.
+// and written once; gate and skip are fused. A dispatch covers the tokens
+// [t0, t0 + tseg): one segment, all of T except on drivers that bound a
+// shader's loop iterations (llvmpipe), where the host chains segments.
 //
 // Specialization: 0 workgroup size (a multiple of the largest subgroup
 // size), 1 TEAM, 2 SPT = ceil(N / TEAM), 3 HAS_DSKIP, 4 HAS_Z, 5 HAS_BIAS,
@@ -38,6 +40,8 @@ layout(push_constant) uniform Push {
   uint N;
   uint G;
   uint cpg;  // channels per group, D / G
+  uint t0;   // first token of this dispatch's segment
+  uint tseg; // tokens in this segment
 } pc;
 
 layout(binding = 0) readonly buffer U { float u[]; };
@@ -81,7 +85,7 @@ void main() {
   }
   const float bias = HAS_BIAS ? delta_bias[d] : 0.0;
   const float skip = HAS_DSKIP ? Dskip[d] : 0.0;
-  for (uint t = 0; t < pc.T; ++t) {
+  for (uint t = pc.t0; t < pc.t0 + pc.tseg; ++t) {
     const uint td = (b * pc.T + t) * pc.D + d;
     float dt = delta[td] + bias;
     if (SOFTPLUS) dt = softplus(dt);

@@ -1,11 +1,12 @@
 // selective_scan on Vulkan (shader: selective_scan.comp). Two variants:
 // "subgroup" (a team of invocations per channel, states spread over the team,
 // y summed by subgroup shuffles) and "thread" (one invocation per channel, no
-// subgroup operations). One dispatch covers every token; T = 1 (decode) is
-// the same single pass.
+// subgroup operations). One dispatch covers every token (llvmpipe: segments,
+// see scan_gpu_common.h); T = 1 (decode) is the same single pass.
 #include <algorithm>
 
 #include "backends/vulkan/vulkan_kernel.h"
+#include "kernels/selective_scan/scan_gpu_common.h"
 #include "kernels/selective_scan/selective_scan.h"
 
 namespace ek {
@@ -59,19 +60,37 @@ KernelImpl make_kernel(const char* variant, bool subgroup, int priority, const c
     const uint32_t team = subgroup ? team_size(d.profile(), a.state, tuning_value(t, "team", 0)) : 1;
     const uint32_t wg = workgroup_size(d.profile(), tuning_value(t, "block", 0), team);
     const uint32_t spt = static_cast<uint32_t>(ceil_div(static_cast<uint64_t>(a.state), team));
-    Dispatch k;
-    k.shader = shader;
-    k.spec = {wg, team, spt, spec_bool(a.has_dskip), spec_bool(a.has_z), spec_bool(a.has_delta_bias),
-              spec_bool(a.has_h0), spec_bool(a.delta_softplus)};
-    k.push.u32(uint32_t(a.batch)).u32(uint32_t(a.tokens)).u32(uint32_t(a.channels)).u32(uint32_t(a.state))
-        .u32(uint32_t(a.groups)).u32(uint32_t(a.channels_per_group()));
-    k.buffers = {inv->tensor("u"),           inv->tensor("delta"),       inv->tensor("A"),
-                 inv->tensor("Bm"),          inv->tensor("Cm"),          inv->tensor_or_dummy("Dskip"),
-                 inv->tensor_or_dummy("z"),  inv->tensor_or_dummy("delta_bias"), inv->tensor_or_dummy("h0"),
-                 inv->tensor("y"),           inv->tensor("hT")};
+    // Token segments (one, except on llvmpipe: scan_gpu_common.h), the state
+    // carried between them in scratch buffers.
+    const int64_t seg_T = scan_gpu::tokens_per_dispatch(d.profile(), a.tokens, int64_t(spt) + 4);
+    const int64_t segments = (a.tokens + seg_T - 1) / seg_T;
+    const uint64_t state_bytes = uint64_t(a.batch * a.channels * a.state) * 4;
+    BufferBinding carry[2];
+    if (segments > 1) carry[0] = inv->scratch(state_bytes);
+    if (segments > 2) carry[1] = inv->scratch(state_bytes);
     const uint64_t channels = static_cast<uint64_t>(a.batch * a.channels);
-    k.groups = inv->grid(ceil_div(channels, wg / team));
-    inv->dispatch(std::move(k));
+    for (int64_t s = 0; s < segments; ++s) {
+      const int64_t t0 = s * seg_T, len = std::min(seg_T, a.tokens - t0);
+      Dispatch k;
+      k.shader = shader;
+      k.spec = {wg, team, spt, spec_bool(a.has_dskip), spec_bool(a.has_z), spec_bool(a.has_delta_bias),
+                spec_bool(a.has_h0 || s > 0), spec_bool(a.delta_softplus)};
+      k.push.u32(uint32_t(a.batch)).u32(uint32_t(a.tokens)).u32(uint32_t(a.channels)).u32(uint32_t(a.state))
+          .u32(uint32_t(a.groups)).u32(uint32_t(a.channels_per_group())).u32(uint32_t(t0)).u32(uint32_t(len));
+      k.buffers = {inv->tensor("u"),
+                   inv->tensor("delta"),
+                   inv->tensor("A"),
+                   inv->tensor("Bm"),
+                   inv->tensor("Cm"),
+                   inv->tensor_or_dummy("Dskip"),
+                   inv->tensor_or_dummy("z"),
+                   inv->tensor_or_dummy("delta_bias"),
+                   s == 0 ? inv->tensor_or_dummy("h0") : carry[(s - 1) % 2],
+                   inv->tensor("y"),
+                   s == segments - 1 ? inv->tensor("hT") : carry[s % 2]};
+      k.groups = inv->grid(ceil_div(channels, wg / team));
+      inv->dispatch(std::move(k));
+    }
     return inv;
   };
   return k;
