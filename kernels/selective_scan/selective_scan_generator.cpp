@@ -142,7 +142,7 @@ class SelectiveScanStep : public Generator<SelectiveScanStep> {
     hT(n, d, b) = hn(n, d, b);
 
     const int V = natural_vector_size<float>();
-    const int tile_channels = 32;
+    const int tile_channels = 128;
     // (Fusing b into the parallel loop would make compute_with lose the
     // per-tile bounds of hT; batch stays an outer serial loop.)
     Var dO("dO"), dI("dI");
@@ -152,11 +152,14 @@ class SelectiveScanStep : public Generator<SelectiveScanStep> {
     hT.compute_with(y, dO);
     const Var tile = dO;
     hn.compute_at(y, tile).vectorize(n, V, TailStrategy::GuardWithIf);
-    dt.compute_at(y, tile).bound_storage(d, tile_channels).store_in(MemoryType::Stack);
-    dtu.compute_at(y, tile).bound_storage(d, tile_channels).store_in(MemoryType::Stack);
-    // y's reduction over n: V lanes of partial sums, then one lane reduction.
+    // Per-channel work (softplus, gate) vectorised across the tile's channels.
+    y.vectorize(dI, V, TailStrategy::GuardWithIf);
+    dt.compute_at(y, tile).vectorize(d, V, TailStrategy::GuardWithIf).bound_storage(d, tile_channels).store_in(MemoryType::Stack);
+    dtu.compute_at(y, tile).vectorize(d, V, TailStrategy::GuardWithIf).bound_storage(d, tile_channels).store_in(MemoryType::Stack);
+    // y's reduction over n: one lane reduction per channel, for the whole
+    // tile before y's vector pass.
     RVar rno("rno"), rni("rni");
-    yc.compute_at(y, dI);
+    yc.compute_at(y, tile).bound_storage(d, tile_channels).store_in(MemoryType::Stack);
     yc.update().specialize(N % V == 0).split(rn, rno, rni, V).atomic().vectorize(rni);
 
     for (auto* buf : {&u, &delta, &z, &A, &Bm, &Cm, &h_in}) (*buf).dim(0).set_stride(1);
