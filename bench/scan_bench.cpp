@@ -4,6 +4,10 @@
 // kernel, plus the ssd_scan form sweep (sequential vs chunked over T) that
 // docs/scan.md's crossover comes from.
 //
+// The "CPU" column is the process's CPU time (all worker threads): on a
+// shared, loaded machine CPU time / threads is the figure to compare, wall
+// time only when the cores are idle.
+//
 // Counters beyond the harness's: tokens/s, state_updates/s (B*T*D*N or
 // B*T*H*P*N per second), pct_fp32_peak (flops as the op's cost counts them,
 // over the profile's measured fp32 peak), pct_read_bw (bytes over the measured
@@ -98,7 +102,7 @@ void add(const std::string& label, const OpCase& c, const Tuning& tuning_over, i
         const Cost cost = def.cost(calls[0]->call);
         set_counters(state, cost, dev->profile(), true);
         extra_counters(state, c, cost, dev->profile());
-      })->UseManualTime()->Unit(benchmark::kMicrosecond);
+      })->UseManualTime()->MeasureProcessCPUTime()->Unit(benchmark::kMicrosecond);
     }
   }
 }
