@@ -33,19 +33,27 @@
 #endif
 
 #include "backends/cpu/cpu_device.h"
+#include "backends/cpu/halide_call.h"
 #include "kernels/sparse_attention/sparse_attention.h"
 
-#include "ek_sa_decode4_base.h"
-#include "ek_sa_decode8_base.h"
-#include "ek_sa_merge_base.h"
-#include "ek_sa_prefill_base.h"
-#if defined(EK_SA_HAVE_X86_VARIANTS)
+#if defined(__x86_64__)
 #include "ek_sa_decode4_avx2.h"
 #include "ek_sa_decode4_avx512.h"
+#include "ek_sa_decode4_sse41.h"
 #include "ek_sa_decode8_avx2.h"
 #include "ek_sa_decode8_avx512.h"
+#include "ek_sa_decode8_sse41.h"
+#include "ek_sa_merge_avx2.h"
+#include "ek_sa_merge_avx512.h"
+#include "ek_sa_merge_sse41.h"
 #include "ek_sa_prefill_avx2.h"
 #include "ek_sa_prefill_avx512.h"
+#include "ek_sa_prefill_sse41.h"
+#elif defined(__aarch64__)
+#include "ek_sa_decode4_neon.h"
+#include "ek_sa_decode8_neon.h"
+#include "ek_sa_merge_neon.h"
+#include "ek_sa_prefill_neon.h"
 #endif
 
 namespace ek {
@@ -58,10 +66,10 @@ constexpr int kDecodeChunk = 128;  // keys per decode step (generator param)
 constexpr int kDecodeMaxRows = 32; // tiles up to this many rows take the decode kernel
 constexpr int kPad = 16;           // head dims are padded to this for the kernels
 
-using TileFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, int32_t, int32_t,
+using TileFn = int (*)(const void*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, int32_t, int32_t,
                        int32_t, int32_t, int32_t, int32_t, float, float, int32_t, halide_buffer_t*, halide_buffer_t*,
                        halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*);
-using MergeFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*);
+using MergeFn = int (*)(const void*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*);
 using WidenFn = void (*)(const uint16_t*, float*, int64_t);
 
 // ---------------------------------------------------------------- f16 rows
@@ -272,6 +280,7 @@ class Plan {
 
   void run_unit(const Unit& u) {
     Item& it = items_[static_cast<size_t>(u.item)];
+    cpu::HalideCallContext hctx;
     const int64_t kc = it.decode ? kDecodeChunk : kPrefillChunk;
     const int64_t R = it.rows_pad, rows = it.nh * it.nq;
     const int64_t dk = dk_pad_, dv = dv_pad_;
@@ -360,10 +369,10 @@ class Plan {
           HBuf mi = f32buf(in, {{R, 1}}), li = f32buf(in + R, {{R, 1}}), ai = f32buf(in + 2 * R, {{dv, 1}, {R, dv}});
           HBuf mo = f32buf(out, {{R, 1}}), lo = f32buf(out + R, {{R, 1}}),
                ao = f32buf(out + 2 * R, {{dv, 1}, {R, dv}});
-          const int rc = isa_.prefill(&qb, &kb, &vb, &pb, static_cast<int32_t>(n), static_cast<int32_t>(k0),
+          const int rc = isa_.prefill(&hctx, &qb, &kb, &vb, &pb, static_cast<int32_t>(n), static_cast<int32_t>(k0),
                                       full ? 0 : 1, causal, window, sinks, scale, softcap, capped, &mi, &li, &ai, &mo,
                                       &lo, &ao);
-          if (rc != 0) throw DeviceError(cat("prefill tile returned ", rc));
+          if (rc != 0) throw DeviceError(cat("prefill tile failed (code ", rc, "): ", hctx.error));
         } else {
           // Groups of 4 or 8 rows over the same staged chunk.
           const int64_t g = R <= 4 ? 4 : 8;
@@ -377,9 +386,9 @@ class Plan {
                  ai = f32buf(in + 2 * R + r0 * dv, {{dv, 1}, {g, dv}});
             HBuf mo = f32buf(out + r0, {{g, 1}}), lo = f32buf(out + R + r0, {{g, 1}}),
                  ao = f32buf(out + 2 * R + r0 * dv, {{dv, 1}, {g, dv}});
-            const int rc = fn(&qb, &kb, &vb, &pb, static_cast<int32_t>(n), static_cast<int32_t>(k0), full ? 0 : 1,
+            const int rc = fn(&hctx, &qb, &kb, &vb, &pb, static_cast<int32_t>(n), static_cast<int32_t>(k0), full ? 0 : 1,
                               causal, window, sinks, scale, softcap, capped, &mi, &li, &ai, &mo, &lo, &ao);
-            if (rc != 0) throw DeviceError(cat("decode tile returned ", rc));
+            if (rc != 0) throw DeviceError(cat("decode tile failed (code ", rc, "): ", hctx.error));
           }
         }
         cur ^= 1;
@@ -403,7 +412,8 @@ class Plan {
   void merge(const Item& it, const float* states, int nsplit, size_t stride) {
     const int64_t R = it.rows_pad, dv = dv_pad_, nq = it.nq, nh = it.nh;
     const int64_t s = static_cast<int64_t>(stride);
-    HBuf acc = f32buf(states + 2 * R, {{a_.dv, 1}, {nq, dv}, {nh, nq * dv}, {nsplit, s}});
+    // acc spans the padded columns (zeros) so the merge may round its vectors up.
+    HBuf acc = f32buf(states + 2 * R, {{dv, 1}, {nq, dv}, {nh, nq * dv}, {nsplit, s}});
     HBuf m = f32buf(states, {{nq, 1}, {nh, nq}, {nsplit, s}});
     HBuf l = f32buf(states + R, {{nq, 1}, {nh, nq}, {nsplit, s}});
     float* o = o_ + ((it.b * a_.tq + it.i0) * a_.hq + it.h0) * a_.dv;
@@ -423,8 +433,9 @@ class Plan {
       lse_h_stride = nq;
     }
     HBuf lb = f32buf(lp, {{nq, lse_q_stride}, {nh, lse_h_stride}});
-    const int rc = isa_.merge(&acc, &m, &l, &ob, &lb);
-    if (rc != 0) throw DeviceError(cat("merge returned ", rc));
+    cpu::HalideCallContext hctx;
+    const int rc = isa_.merge(&hctx, &acc, &m, &l, &ob, &lb);
+    if (rc != 0) throw DeviceError(cat("merge failed (code ", rc, "): ", hctx.error));
   }
 
   Isa isa_;
@@ -443,12 +454,16 @@ class Plan {
 
 class CpuInvocation : public Invocation {
  public:
-  CpuInvocation(const OpCall& call, const Isa& isa, int threads) : plan_(call, isa, threads) {}
-  void execute() override { plan_.execute(); }
+  CpuInvocation(const OpCall& call, const Isa& isa, int threads) : plan_(call, isa, threads), threads_(threads) {}
+  void execute() override {
+    cpu::use_device_threads(threads_);
+    plan_.execute();
+  }
   void read_outputs() override {}  // kernels write the call's O and L in place
 
  private:
   Plan plan_;
+  int threads_;
 };
 
 // ---------------------------------------------------------------- registration
@@ -467,28 +482,34 @@ KernelImpl make_impl(const std::string& variant, int priority, const Isa& isa, s
       if (!p.has(f)) return cat("needs CPU feature ", f);
     return "";
   };
-  k.bind = [isa](Device& dev, const OpCall& call, const Tuning&) -> std::unique_ptr<Invocation> {
-    return std::make_unique<CpuInvocation>(call, isa, dev.profile().threads);
+  k.bind = [isa, variant](Device& dev, const OpCall& call, const Tuning&) -> std::unique_ptr<Invocation> {
+    auto* cpu = dynamic_cast<CpuDevice*>(&dev);
+    if (!cpu) throw InvalidArgument(cat(kOp, "/cpu/", variant, ": device ", dev.profile().label(), " is not a CPU"));
+    return std::make_unique<CpuInvocation>(call, isa, cpu->threads());
   };
   return k;
 }
 
-const RegisterKernel reg_base(make_impl("halide_base", 10,
-                                        Isa{ek_sa_prefill_base, ek_sa_decode4_base, ek_sa_decode8_base,
-                                            ek_sa_merge_base, widen_scalar},
-                                        {},
-                                        "Halide flash-attention tiles for the baseline ISA (SSE4.1 / NEON)"));
-#if defined(EK_SA_HAVE_X86_VARIANTS)
+#if defined(__x86_64__)
+const RegisterKernel reg_sse41(make_impl("halide_sse41", 10,
+                                         Isa{ek_sa_prefill_sse41, ek_sa_decode4_sse41, ek_sa_decode8_sse41,
+                                             ek_sa_merge_sse41, widen_scalar},
+                                         {"sse41"}, "Halide flash-attention tiles, SSE4.1 baseline"));
 const RegisterKernel reg_avx2(make_impl("halide_avx2", 20,
                                         Isa{ek_sa_prefill_avx2, ek_sa_decode4_avx2, ek_sa_decode8_avx2,
-                                            ek_sa_merge_base, widen_f16c},
+                                            ek_sa_merge_avx2, widen_f16c},
                                         {"avx2", "fma", "f16c"},
                                         "Halide flash-attention tiles, AVX2 + FMA, F16C widening of f16 K/V"));
 const RegisterKernel reg_avx512(make_impl("halide_avx512", 30,
                                           Isa{ek_sa_prefill_avx512, ek_sa_decode4_avx512, ek_sa_decode8_avx512,
-                                              ek_sa_merge_base, widen_avx512},
+                                              ek_sa_merge_avx512, widen_avx512},
                                           {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx2", "fma", "f16c"},
                                           "Halide flash-attention tiles, AVX-512 (Skylake-SP subset), F16C widening"));
+#elif defined(__aarch64__)
+const RegisterKernel reg_neon(make_impl("halide_neon", 10,
+                                        Isa{ek_sa_prefill_neon, ek_sa_decode4_neon, ek_sa_decode8_neon,
+                                            ek_sa_merge_neon, widen_scalar},
+                                        {"neon"}, "Halide flash-attention tiles, NEON"));
 #endif
 
 }  // namespace
