@@ -174,17 +174,35 @@ class PrefillTile : public Generator<PrefillTile> {
   }
 };
 
+// f16 bits (as uint16) to f32 in 9 vector ops: the exponent/mantissa field is
+// moved into place and rebiased by a multiply with 2^112 (exact, and exact
+// for subnormals as long as the FPU does not flush f32 subnormal inputs, the
+// IEEE default), Inf/NaN get an all-ones exponent, then the sign is OR'ed in.
+// Halide 14's own Float(16) cast is emulated in ~17 ops and never uses F16C.
+Expr f16_bits_to_f32(Expr h) {
+  Expr x = cast<uint32_t>(h);
+  Expr em = (x & Internal::make_const(UInt(32), 0x7fff)) << Internal::make_const(UInt(32), 13);
+  Expr inf_nan = em >= Internal::make_const(UInt(32), 0x7c00u << 13);
+  Expr mag = select(inf_nan, reinterpret<float>(em | Internal::make_const(UInt(32), 0x7f800000u)),
+                    reinterpret<float>(em) * 5.192296858534828e33f /* 2^112 */);
+  Expr sign = (x & Internal::make_const(UInt(32), 0x8000)) << Internal::make_const(UInt(32), 16);
+  return reinterpret<float>(reinterpret<uint32_t>(mag) | sign);
+}
+
 class DecodeTile : public Generator<DecodeTile> {
  public:
-  GeneratorParam<int> rows{"rows", 4};        // query rows per call (4 or 8)
-  GeneratorParam<int> kc{"kc", 128};          // keys per chunk
+  GeneratorParam<int> rows{"rows", 4};        // query rows per KV head (4 or 8)
+  GeneratorParam<int> kc{"kc", 64};           // keys per chunk
   GeneratorParam<int> s_keys{"s_keys", 4};    // keys per Q K^T register tile (x rows accumulators)
   GeneratorParam<int> pv_cols{"pv_cols", 64}; // Dv columns per P V register tile (x rows accumulators)
+  GeneratorParam<int> pv_keys{"pv_keys", 4};   // keys per P V accumulator load/store
+  GeneratorParam<bool> kv_f16{"kv_f16", false};
+  GeneratorParam<bool> pv_key_major{"pv_key_major", false};
 
-  Input<Buffer<float>> q{"q", 2};           // (d, r); Dk a multiple of the vector width
-  Input<Buffer<float>> k{"k", 2};           // (d, j)
-  Input<Buffer<float>> v{"v", 2};           // (d, j)
-  Input<Buffer<int32_t>> qpos{"qpos", 1};
+  Input<Buffer<float>> q{"q", 3};           // (d, r, h); Dk a multiple of the vector width
+  Input<Buffer<>> k{"k", 3};                // (d, h, j): f32, or f16 bits as uint16
+  Input<Buffer<>> v{"v", 3};                // (d, h, j)
+  Input<Buffer<int32_t>> qpos{"qpos", 1};   // (r), shared by the heads
   Input<int32_t> n_keys{"n_keys"};
   Input<int32_t> k_start{"k_start"};
   Input<int32_t> masked{"masked"};
@@ -194,92 +212,145 @@ class DecodeTile : public Generator<DecodeTile> {
   Input<float> scale{"scale"};
   Input<float> softcap{"softcap"};
   Input<int32_t> capped{"capped"};
-  Input<Buffer<float>> m_in{"m_in", 1};
-  Input<Buffer<float>> l_in{"l_in", 1};
-  Input<Buffer<float>> acc_in{"acc_in", 2};
-  Output<Buffer<float>> m_out{"m_out", 1};
-  Output<Buffer<float>> l_out{"l_out", 1};
-  Output<Buffer<float>> acc_out{"acc_out", 2};
+  Input<Buffer<float>> m_in{"m_in", 2};     // (r, h)
+  Input<Buffer<float>> l_in{"l_in", 2};
+  Input<Buffer<float>> acc_in{"acc_in", 3}; // (d, r, h)
+  Output<Buffer<float>> m_out{"m_out", 2};
+  Output<Buffer<float>> l_out{"l_out", 2};
+  Output<Buffer<float>> acc_out{"acc_out", 3};
+
+  void configure() {
+    const Type t = kv_f16 ? UInt(16) : Float(32);
+    k.set_type(t);
+    v.set_type(t);
+  }
 
   void generate() {
     const int R = rows, KC = kc;
     const int vec = natural_vector_size<float>();
-    Var r("r"), d("d"), j("j"), lane("lane");
+    Var r("r"), d("d"), j("j"), h("h"), lane("lane");
     Expr dk = q.dim(0).extent();
+    auto load = [&](const Expr& e) { return kv_f16 ? f16_bits_to_f32(e) : e; };
 
+    // All KV heads of a key tile are processed together, so K and V stream
+    // through memory in address order (a key row holds every head).
     // q.k in vec-wide partial sums along d, then a cross-lane reduction that
     // LLVM turns into a transpose-and-add tree over the unrolled keys.
     RDom rc(0, dk / vec, "rc");
     Func part("part");
-    part(lane, j, r) = 0.f;
-    part(lane, j, r) += q(rc * vec + lane, r) * k(rc * vec + lane, j);
+    part(lane, j, r, h) = 0.f;
+    part(lane, j, r, h) += q(rc * vec + lane, r, h) * load(k(rc * vec + lane, h, j));
     RDom rl(0, vec, "rl");
     Func dot("dot");
-    dot(j, r) = 0.f;
-    dot(j, r) += part(rl, j, r);
+    dot(j, r, h) = 0.f;
+    dot(j, r, h) += part(rl, j, r, h);
     Func s("s");
-    s(j, r) = scored(dot(j, r), scale, softcap, capped, masked, qpos(r), k_start, j, n_keys, causal, window, sinks);
+    s(j, r, h) = scored(dot(j, r, h), scale, softcap, capped, masked, qpos(r), k_start, j, n_keys, causal, window, sinks);
 
     RDom rj(0, KC, "rj");
     Func m_new("m_new");
-    m_new(r) = m_in(r);
-    m_new(r) = max(m_new(r), s(rj, r));
+    m_new(r, h) = m_in(r, h);
+    m_new(r, h) = max(m_new(r, h), s(rj, r, h));
     Func m_safe("m_safe");
-    m_safe(r) = select(m_new(r) == kNegInf, 0.f, m_new(r));
+    m_safe(r, h) = select(m_new(r, h) == kNegInf, 0.f, m_new(r, h));
     Func p("p");
-    p(j, r) = exp(s(j, r) - m_safe(r));
+    p(j, r, h) = exp(s(j, r, h) - m_safe(r, h));
     Func alpha("alpha");
-    alpha(r) = exp(m_in(r) - m_safe(r));
+    alpha(r, h) = exp(m_in(r, h) - m_safe(r, h));
     Func l_new("l_new");
-    l_new(r) = l_in(r) * alpha(r);
-    l_new(r) += p(rj, r);
+    l_new(r, h) = l_in(r, h) * alpha(r, h);
+    l_new(r, h) += p(rj, r, h);
+    // P V, two loop orders (generator param pv_key_major):
+    //  - per head: pv_cols x rows accumulators over all the chunk's keys, V
+    //    widened once per head into an f32 tile (fewest state loads/stores);
+    //  - key-tile-major: per tile of pv_keys keys, every head's products are
+    //    formed in registers and added to the state, so V streams through
+    //    memory in address order like K.
+    const int PK = pv_keys;
+    RDom rk(0, PK, "rk");
+    RDom rt(0, KC / PK, "rt");
+    Var t("t");
+    Expr key = t * PK + rk;
+    Func vf("vf");
+    vf(d, h, j) = load(v(d, h, j));
+    Func contrib("contrib");
+    contrib(d, r, h, t) = 0.f;
+    contrib(d, r, h, t) += select(masked != 0 && p(key, r, h) == 0.f, 0.f, p(key, r, h) * load(v(d, h, key)));
     Func pv("pv");
-    pv(d, r) = acc_in(d, r) * alpha(r);
-    pv(d, r) += select(masked != 0 && p(rj, r) == 0.f, 0.f, p(rj, r) * v(d, rj));
-    m_out(r) = m_new(r);
-    l_out(r) = l_new(r);
-    acc_out(d, r) = pv(d, r);
+    pv(d, r, h) = acc_in(d, r, h) * alpha(r, h);
+    if (pv_key_major)
+      pv(d, r, h) += contrib(d, r, h, rt);
+    else
+      pv(d, r, h) += select(masked != 0 && p(rj, r, h) == 0.f, 0.f, p(rj, r, h) * vf(d, h, rj));
+    m_out(r, h) = m_new(r, h);
+    l_out(r, h) = l_new(r, h);
+    acc_out(d, r, h) = pv(d, r, h);
 
+    Expr nh = q.dim(2).extent();
     q.dim(0).set_min(0);
     q.dim(1).set_bounds(0, R);
+    q.dim(2).set_min(0);
     k.dim(0).set_min(0).set_extent(dk);
-    k.dim(1).set_bounds(0, KC);
+    k.dim(1).set_min(0).set_extent(nh);
+    k.dim(2).set_bounds(0, KC);
     v.dim(0).set_min(0);
-    v.dim(1).set_bounds(0, KC);
+    v.dim(1).set_min(0).set_extent(nh);
+    v.dim(2).set_bounds(0, KC);
     qpos.dim(0).set_bounds(0, R);
-    m_in.dim(0).set_bounds(0, R);
-    l_in.dim(0).set_bounds(0, R);
-    m_out.dim(0).set_bounds(0, R);
-    l_out.dim(0).set_bounds(0, R);
+    for (auto* b : {&m_in, &l_in}) {
+      (*b).dim(0).set_bounds(0, R);
+      (*b).dim(1).set_min(0).set_extent(nh);
+    }
+    for (auto* b : {&m_out, &l_out}) {
+      (*b).dim(0).set_bounds(0, R);
+      (*b).dim(1).set_min(0).set_extent(nh);
+    }
     Expr dv = acc_out.dim(0).extent();
     acc_in.dim(0).set_min(0).set_extent(dv);
     acc_in.dim(1).set_bounds(0, R);
+    acc_in.dim(2).set_min(0).set_extent(nh);
     acc_out.dim(0).set_min(0);
     acc_out.dim(1).set_bounds(0, R);
+    acc_out.dim(2).set_min(0).set_extent(nh);
     v.dim(0).set_extent(dv);
 
     Var jo("jo"), ji("ji"), dO("dO"), di("di");
-    s.compute_root().store_in(MemoryType::Stack).split(j, jo, ji, (int)s_keys).reorder(ji, r, jo).vectorize(ji);
+    s.compute_root()
+        .store_in(MemoryType::Stack)
+        .bound_storage(h, 64)
+        .split(j, jo, ji, (int)s_keys)
+        .reorder(ji, r, h, jo)
+        .vectorize(ji);
     dot.compute_at(s, r).vectorize(j);
     dot.update().atomic().vectorize(rl).vectorize(j);
-    part.compute_at(s, jo).vectorize(lane).unroll(j).unroll(r);
+    part.compute_at(s, h).vectorize(lane).unroll(j).unroll(r);
     part.update().reorder(lane, j, r, rc).vectorize(lane).unroll(j).unroll(r);
     s.specialize(masked != 0).specialize(capped != 0);
     s.specialize(capped != 0);
 
     m_new.compute_root();
-    m_new.update().reorder(rj, r).atomic().vectorize(rj, vec);
+    m_new.update().reorder(rj, r, h).atomic().vectorize(rj, vec);
     m_safe.compute_root();
     alpha.compute_root();
-    p.compute_root().store_in(MemoryType::Stack).vectorize(j, vec);
+    p.compute_root().store_in(MemoryType::Stack).bound_storage(h, 64).vectorize(j, vec);
     l_new.compute_root();
-    l_new.update().reorder(rj, r).atomic().vectorize(rj, vec);
+    l_new.update().reorder(rj, r, h).atomic().vectorize(rj, vec);
 
-    acc_out.specialize(dv >= (int)pv_cols).split(d, dO, di, (int)pv_cols).reorder(di, r, dO).vectorize(di);
-    acc_out.split(d, dO, di, vec).reorder(di, r, dO).vectorize(di);
-    pv.compute_at(acc_out, dO).vectorize(d).unroll(r);
-    pv.update().reorder(d, r, rj).vectorize(d).unroll(r);
-    pv.update().specialize(masked != 0);
+    if (pv_key_major) {
+      pv.compute_root().store_in(MemoryType::Stack).bound_storage(h, 64).vectorize(d, vec);
+      pv.update().split(d, dO, di, (int)pv_cols).reorder(di, r, dO, h, rt).vectorize(di).unroll(r);
+      contrib.compute_at(pv, dO).vectorize(d).unroll(r);
+      contrib.update().reorder(d, r, rk).vectorize(d).unroll(r).unroll(rk);
+      contrib.update().specialize(masked != 0);
+      acc_out.vectorize(d, vec);
+    } else {
+      acc_out.specialize(dv >= (int)pv_cols).split(d, dO, di, (int)pv_cols).reorder(di, r, dO, h).vectorize(di);
+      acc_out.split(d, dO, di, vec).reorder(di, r, dO, h).vectorize(di);
+      if (kv_f16) vf.compute_at(acc_out, h).store_in(MemoryType::Stack).bound_storage(d, 1024).vectorize(d, vec);
+      pv.compute_at(acc_out, dO).vectorize(d).unroll(r);
+      pv.update().reorder(d, r, rj).vectorize(d).unroll(r);
+      pv.update().specialize(masked != 0);
+    }
   }
 };
 
