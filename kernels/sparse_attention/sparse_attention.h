@@ -207,5 +207,32 @@ struct SparsityStats {
 };
 SparsityStats sparsity_stats(const Args& a);
 
+// ---------------------------------------------------------------- GPU tiling
+
+// The work list of the GPU kernels (Vulkan and OpenCL share it): tiles of up
+// to `rows` query rows (query heads of one KV group x consecutive queries in
+// one layout query block), each with its list of key chunks of <= bk keys
+// taken from the allowed ranges only. Tiles of long lists are split across
+// workgroups when there are fewer than `min_tiles` tiles, and so that no
+// workgroup gets more than `max_chunks` chunks; the partial states of split
+// tiles are merged in a second pass.
+struct GpuPlan {
+  static constexpr int kTileInts = 9;   // b, kvh, h0, nh, i0, nq, chunk begin, chunk end, state (-1: write O/L)
+  static constexpr int kMergeInts = 7;  // b, h0, nh, i0, nq, first state, splits
+  int64_t rows = 0, bk = 0;
+  std::vector<int32_t> tiles;
+  std::vector<int32_t> chunks;  // per chunk: first key, n | (masked << 16)
+  std::vector<int32_t> merges;
+  int64_t n_tiles = 0, n_merges = 0, n_states = 0;
+};
+GpuPlan plan_gpu_tiles(const Args& a, int64_t rows, int64_t bk, int64_t min_tiles, int64_t max_chunks);
+
+// Rows per GPU tile for a call: the KV group's query heads (or 1 with
+// per-query-head layouts) times the queries, as a power of two <= 16.
+int64_t gpu_tile_rows(const Args& a);
+// Largest keys-per-chunk in {64, 32, 16, 8, 4} whose shared-memory tiles
+// (Q rows, K and V chunk, scores) fit `shared_bytes`; 0 if none does.
+int64_t gpu_chunk_keys(const Args& a, int64_t rows, int64_t shared_bytes);
+
 }  // namespace sparse_attention
 }  // namespace ek
