@@ -86,23 +86,39 @@ void set_csr(Call& c, const std::string& counts, const std::string& indices, int
   }
 }
 
-DeviceSet& cpu_devices() {
-  static DeviceSet set = open_devices("cpu");
+DeviceSet& all_devices() {
+  static DeviceSet set = open_devices("");
   return set;
 }
-Device& cpu() { return *cpu_devices().devices.at(0); }
-
-// Every CPU kernel of the op this machine can run.
-std::vector<const KernelImpl*> cpu_kernels(const OpCall& call) {
-  std::vector<const KernelImpl*> out;
-  for (const KernelImpl* k : Registry::instance().kernels(sa::kOp, "cpu"))
-    if (!k->ineligible_reason || k->ineligible_reason(cpu().profile(), call).empty()) out.push_back(k);
-  return out;
+Device& cpu() {
+  for (auto& d : all_devices().devices)
+    if (d->backend() == "cpu") return *d;
+  throw NotFound("no CPU device");
 }
 
-void run_kernel(const KernelImpl* k, const OpCall& call) {
+// A kernel on a device it can run on.
+struct Target {
+  Device* dev;
+  const KernelImpl* k;
+  std::string id() const { return k->id() + " on " + dev->profile().label(); }
+};
+
+// Every (device, kernel) of the op that can run `call`: all backends, or the
+// CPU only (properties that depend on what the CPU driver reads in place).
+std::vector<Target> targets(const OpCall& call, bool cpu_only = false) {
+  std::vector<Target> out;
+  for (auto& d : all_devices().devices) {
+    if (cpu_only && d->backend() != "cpu") continue;
+    for (const KernelImpl* k : Registry::instance().kernels(sa::kOp, d->backend()))
+      if (!k->ineligible_reason || k->ineligible_reason(d->profile(), call).empty()) out.push_back({d.get(), k});
+  }
+  return out;
+}
+std::vector<Target> cpu_kernels(const OpCall& call) { return targets(call, true); }
+
+void run_kernel(const Target& t, const OpCall& call) {
   validate_call(Registry::instance().op(sa::kOp), call);
-  auto inv = k->bind(cpu(), call, k->default_tuning());
+  auto inv = t.k->bind(*t.dev, call, t.k->default_tuning());
   inv->execute();
   inv->read_outputs();
 }
@@ -465,7 +481,7 @@ double max_abs_diff(const HostTensor& a, const HostTensor& b) {
   return m;
 }
 
-TEST(SparseAttentionCpu, LayoutPathEqualsAnalyticPath) {
+TEST(SparseAttentionKernels, LayoutPathEqualsAnalyticPath) {
   // The same sliding window (+ sinks, causal) once as the analytic pattern
   // alone and once additionally as a block layout: identical allowed pairs.
   Call c = make_call_with(1, 150, 200, 8, 2, 64, 64, DType::f16);
@@ -488,14 +504,14 @@ TEST(SparseAttentionCpu, LayoutPathEqualsAnalyticPath) {
   for (auto& kv : oc.storage) l.keep[kv.first] = std::move(kv.second);
   l.params.set("block_q", int64_t(20));
   l.params.set("block_k", int64_t(30));
-  for (const KernelImpl* k : cpu_kernels(c.call())) {
+  for (const Target& k : targets(c.call())) {
     run_kernel(k, c.call());
     run_kernel(k, l.call());
-    EXPECT_LT(max_abs_diff(c.keep["O"], l.keep["O"]), 1e-5) << k->id();
+    EXPECT_LT(max_abs_diff(c.keep["O"], l.keep["O"]), 1e-5) << k.id();
   }
 }
 
-TEST(SparseAttentionCpu, NonFiniteValuesInDisallowedKeysNeverLeak) {
+TEST(SparseAttentionKernels, NonFiniteValuesInDisallowedKeysNeverLeak) {
   for (DType kv : {DType::f32, DType::f16}) {
     Call c = make_call_with(1, 70, 300, 4, 2, 32, 48, kv, 3);
     c.params.set("causal", true);
@@ -521,25 +537,26 @@ TEST(SparseAttentionCpu, NonFiniteValuesInDisallowedKeysNeverLeak) {
       poison("K", key, INFINITY);
       poison("V", key, NAN);
     }
-    for (const KernelImpl* k : cpu_kernels(c.call())) {
+    for (const Target& k : targets(c.call())) {
       run_kernel(k, c.call());
-      EXPECT_EQ(count_nonfinite_where_ref_finite(c.keep["O"].ref(), clean_ref.ref()), 0) << k->id();
-      EXPECT_LE(nmse(c.keep["O"].ref(), clean_ref.ref()), 1e-7) << k->id();
+      EXPECT_EQ(count_nonfinite_where_ref_finite(c.keep["O"].ref(), clean_ref.ref()), 0) << k.id();
+      EXPECT_LE(nmse(c.keep["O"].ref(), clean_ref.ref()), 1e-7) << k.id();
     }
     // NaN in an allowed key does reach the rows that attend to it.
     poison("V", 200, NAN);
-    for (const KernelImpl* k : cpu_kernels(c.call())) {
+    for (const Target& k : targets(c.call())) {
       run_kernel(k, c.call());
       const float* o = c.keep["O"].as<float>();
       // Query 50 (position 200) sees key 200; query 0 (position 150) does not.
-      EXPECT_TRUE(std::isnan(o[(50 * 4 + 0) * 48])) << k->id();
-      EXPECT_FALSE(std::isnan(o[(0 * 4 + 0) * 48])) << k->id();
+      EXPECT_TRUE(std::isnan(o[(50 * 4 + 0) * 48])) << k.id();
+      EXPECT_FALSE(std::isnan(o[(0 * 4 + 0) * 48])) << k.id();
     }
   }
 }
 
 // K/V in anonymous mappings whose pages outside [0, sinks) and the window are
-// PROT_NONE: a kernel that touches a disallowed key row faults the test.
+// PROT_NONE: a kernel that touches a disallowed key row faults the test. CPU
+// kernels only: GPU backends upload whole tensors at bind time.
 struct GuardedKv {
   size_t bytes = 0;
   void* k = nullptr;
@@ -592,11 +609,11 @@ void check_reads_only_window(DType kv, int64_t tq) {
   // Keys read: [0, sinks) and [tk - tq - window + 1, tk).
   const int64_t first_window_key = tk - tq - window + 1;
   mem.protect(static_cast<size_t>(sinks) * row, static_cast<size_t>(first_window_key) * row);
-  for (const KernelImpl* k : cpu_kernels(call)) {
+  for (const Target& k : cpu_kernels(call)) {
     run_kernel(k, call);  // faults if a protected row is read
     int64_t finite = 0;
     for (int64_t i = 0; i < o.numel(); ++i) finite += std::isfinite(o.as<float>()[i]);
-    EXPECT_EQ(finite, o.numel()) << k->id();
+    EXPECT_EQ(finite, o.numel()) << k.id();
   }
   mprotect(mem.k, mem.bytes, PROT_READ | PROT_WRITE);
   mprotect(mem.v, mem.bytes, PROT_READ | PROT_WRITE);
@@ -615,7 +632,7 @@ TEST(SparseAttentionCpu, DecodeReadsOnlyTheWindowAndSinksF32) { check_reads_only
 TEST(SparseAttentionCpu, VerifyTq8ReadsOnlyTheWindowAndSinks) { check_reads_only_window(DType::f16, 8); }
 TEST(SparseAttentionCpu, PrefillTileReadsOnlyTheWindowAndSinks) { check_reads_only_window(DType::f32, 100); }
 
-TEST(SparseAttentionCpu, LseOutputsComposeAcrossDisjointLayouts) {
+TEST(SparseAttentionKernels, LseOutputsComposeAcrossDisjointLayouts) {
   // Attention over keys A u B equals the LSE-weighted mix of attention over A
   // and over B: checks L is the exact log-sum-exp the kernels used.
   const int64_t tq = 64, tk = 256, bk = 32;
@@ -637,7 +654,7 @@ TEST(SparseAttentionCpu, LseOutputsComposeAcrossDisjointLayouts) {
     c->params.set("block_q", int64_t(32));
     c->params.set("block_k", bk);
   }
-  for (const KernelImpl* k : cpu_kernels(all.call())) {
+  for (const Target& k : targets(all.call())) {
     for (Call* c : {&all, &a, &b}) run_kernel(k, c->call());
     double worst = 0;
     for (int64_t i = 0; i < tq; ++i)
@@ -653,18 +670,18 @@ TEST(SparseAttentionCpu, LseOutputsComposeAcrossDisjointLayouts) {
           worst = std::max(worst, std::fabs(mix - all.keep["O"].as<float>()[idx]));
         }
       }
-    EXPECT_LT(worst, 2e-5) << k->id();
+    EXPECT_LT(worst, 2e-5) << k.id();
   }
 }
 
-TEST(SparseAttentionCpu, EmptyRowsGiveZeroAndMinusInfinity) {
+TEST(SparseAttentionKernels, EmptyRowsGiveZeroAndMinusInfinity) {
   Call c = make_call_with(2, 40, 64, 4, 2, 16, 16);
   c.keep["L"] = HostTensor(DType::f32, {2, 4, 40});
   // Per KV head layout, query block 1 (rows 16..31) of head 1 lists nothing.
   set_csr(c, "block_counts", "block_indices", 2, 3, 2, {{0, 1}, {2}, {3}, {1}, {}, {0, 3}});
   c.params.set("block_q", int64_t(16));
   c.params.set("block_k", int64_t(16));
-  for (const KernelImpl* k : cpu_kernels(c.call())) {
+  for (const Target& k : targets(c.call())) {
     run_kernel(k, c.call());
     for (int64_t b = 0; b < 2; ++b)
       for (int64_t i = 0; i < 40; ++i)
@@ -673,10 +690,10 @@ TEST(SparseAttentionCpu, EmptyRowsGiveZeroAndMinusInfinity) {
           const float lse = c.keep["L"].as<float>()[(b * 4 + h) * 40 + i];
           const float o0 = c.keep["O"].as<float>()[((b * 40 + i) * 4 + h) * 16];
           if (empty) {
-            EXPECT_TRUE(std::isinf(lse) && lse < 0) << k->id();
-            EXPECT_EQ(o0, 0.0f) << k->id();
+            EXPECT_TRUE(std::isinf(lse) && lse < 0) << k.id();
+            EXPECT_EQ(o0, 0.0f) << k.id();
           } else {
-            EXPECT_TRUE(std::isfinite(lse)) << k->id();
+            EXPECT_TRUE(std::isfinite(lse)) << k.id();
           }
         }
   }
@@ -689,29 +706,29 @@ TEST(SparseAttentionCpu, ResultDoesNotDependOnThreadCount) {
   const int threads = dev->threads();
   Call c = make_call_with(1, 1, 20000, 8, 2, 128, 128, DType::f16, 4);
   c.params.set("causal", true);
-  for (const KernelImpl* k : cpu_kernels(c.call())) {
+  for (const Target& k : cpu_kernels(c.call())) {
     dev->set_threads(1);
     run_kernel(k, c.call());
     HostTensor one = clone(c.keep["O"]);
     dev->set_threads(8);
     run_kernel(k, c.call());
     // Only the fp32 summation order differs.
-    EXPECT_LE(nmse(c.keep["O"].ref(), one.ref()), 1e-10) << k->id();
+    EXPECT_LE(nmse(c.keep["O"].ref(), one.ref()), 1e-10) << k.id();
   }
   dev->set_threads(threads);
 }
 
-TEST(SparseAttentionCpu, ForcedVariantsAgreeWithEachOther) {
+TEST(SparseAttentionKernels, ForcedVariantsThroughRunOpMatchTheReference) {
   Call c = make_call_with(2, 33, 97, 6, 2, 80, 48, DType::f16, 8);
   c.params.set("causal", true);
   c.params.set("window", int64_t(40));
   c.params.set("softcap", 20.0);
   const HostTensor ref = reference_of(c);
-  for (const KernelImpl* k : cpu_kernels(c.call())) {
+  for (const Target& k : targets(c.call())) {
     SelectOptions opt;
-    opt.variant = k->variant;
-    run_op(cpu(), c.call(), opt);
-    EXPECT_LE(nmse(c.keep["O"].ref(), ref.ref()), 1e-7) << k->id();
+    opt.variant = k.k->variant;
+    run_op(*k.dev, c.call(), opt);
+    EXPECT_LE(nmse(c.keep["O"].ref(), ref.ref()), 1e-7) << k.id();
   }
 }
 
