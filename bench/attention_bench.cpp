@@ -11,7 +11,14 @@
 //   kv_vs_pattern kv bytes / bytes of the pattern's keys per KV head
 //                 (window + sinks, or the whole cache): 1.0 = reads nothing
 //                 beyond what the pattern needs
+//   cpu_ms        process CPU time per iteration (all threads; CPU backend),
+//   GFLOPs_per_core and pct_core_peak: the rate per CPU-second against one
+//                 core's share of the fp32 peak. On a shared machine wall time
+//                 measures how much CPU the process was given; these measure
+//                 the kernel (= the 2-thread figures when both cores are free).
 // Names: attention/<backend>/<variant>/<case>.
+#include <sys/resource.h>
+
 #include <cmath>
 #include <memory>
 
@@ -22,6 +29,13 @@ namespace ek::bench {
 namespace {
 
 namespace sa = ek::sparse_attention;
+
+double process_cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
 
 void run_case(benchmark::State& state, Device* dev, const KernelImpl* k, const OpDef* def, const OpCase& c) {
   auto oc = std::make_shared<OwnedCall>(make_call(*def, c, 1234));
@@ -34,7 +48,9 @@ void run_case(benchmark::State& state, Device* dev, const KernelImpl* k, const O
   const sa::SparsityStats st = sa::sparsity_stats(a);
   auto inv = k->bind(*dev, oc->call, k->default_tuning());
   inv->execute();  // warm-up
+  const double cpu0 = process_cpu_seconds();
   time_invocation(state, *inv);
+  const double cpu_per_iter = (process_cpu_seconds() - cpu0) / std::max<double>(1, static_cast<double>(state.iterations()));
 
   const DeviceProfile& p = dev->profile();
   const double flops = st.allowed_pairs * 2.0 * static_cast<double>(a.dk + a.dv);
@@ -53,6 +69,12 @@ void run_case(benchmark::State& state, Device* dev, const KernelImpl* k, const O
   if (p.peak_read_gbps > 0)
     state.counters["pct_read_bw"] = Counter(100.0 * kv_bytes * 1e-9 / p.peak_read_gbps, Counter::kIsIterationInvariantRate);
   if (a.tq <= 8) state.counters["kv_vs_pattern"] = kv_bytes / pattern_bytes;
+  if (dev->backend() == "cpu" && cpu_per_iter > 0) {
+    state.counters["cpu_ms"] = cpu_per_iter * 1e3;
+    state.counters["GFLOPs_per_core"] = flops * 1e-9 / cpu_per_iter;
+    if (p.peak_fp32_gflops > 0 && p.threads > 0)
+      state.counters["pct_core_peak"] = 100.0 * flops * 1e-9 / cpu_per_iter / (p.peak_fp32_gflops / p.threads);
+  }
   state.SetLabel(p.label());
 }
 
