@@ -3,22 +3,21 @@
 //
 // The driver owns what Halide cannot express well: walking the block-sparse
 // structure (CSR lists, analytic key ranges), threading, and dtype staging.
-//   - Work items are (batch, query heads of one KV group, a tile of queries
+//   - Work items are (batch, query heads of a KV group, a tile of queries
 //     inside one layout query block). Their key ranges come from
 //     allowed_key_ranges(): only allowed blocks are visited.
-//   - Keys are consumed in chunks of kc keys; a chunk is "full" (no mask) when
+//   - Keys are consumed in chunks of kc keys; a chunk runs unmasked only when
 //     the pattern allows every pair of the tile, else the masked
 //     specialisation runs. Chunks never straddle a gap between layout blocks.
-//   - f16 K/V rows are widened to an f32 scratch chunk with F16C: Halide 14
-//     emulates f16 conversion in software (~17 instructions per vector), which
-//     would dominate memory-bound decode.
-//   - Prefill tiles (64 rows) run the prefill micro-kernel; decode tiles
-//     (<= 32 rows: Tq <= 8 with moderate GQA) run the decode kernel on groups
-//     of 4 or 8 rows over the same staged chunk, so every K/V row is read from
-//     memory once per KV group. When there are too few tiles to keep every
-//     thread busy, a tile's chunk list is split across workers and the partial
-//     (m, l, acc) states are merged by log-sum-exp (the last split to finish
-//     merges).
+//   - Prefill (Tq > 8): 64-row tiles. f16 (or padded) K/V of each (batch, KV
+//     head) are widened to an f32 copy once, with F16C, before that head's
+//     tiles run: Halide 14 emulates f16 conversion in software.
+//   - Decode (Tq <= 8): the decode kernel reads K/V in place (f16 widened in
+//     the kernel) for every KV head of the call at once, so each key row is
+//     read from memory once and in address order. When there are too few
+//     tiles to keep every thread busy, a tile's chunk list is split across
+//     workers and the partial (m, l, acc) states are merged by log-sum-exp
+//     (the last split to finish merges).
 #include <HalideRuntime.h>
 
 #include <algorithm>
