@@ -1,9 +1,9 @@
 // Halide generators of the CPU sparse_attention kernels. The math of flash
 // attention lives here; the C++ driver (sparse_attention_cpu.cpp) only walks
-// the block-sparse structure, converts f16 K/V rows to f32 scratch and calls
-// these pipelines once per (query tile, key chunk).
+// the block-sparse structure, widens f16 K/V for prefill and calls these
+// pipelines once per (query tile, key chunk).
 //
-// All three pipelines work on fp32 data:
+// Accumulation is fp32 throughout:
 //
 // - ek_sa_prefill_tile: one online-softmax step of a tile of `rows` query rows
 //   (the query heads of a KV group times consecutive queries) against a chunk
@@ -13,9 +13,10 @@
 //     acc' = acc e^{m-m'} + P V.
 //   Both products are register-blocked FMA micro-kernels (measured on a Zen 5
 //   core, AVX-512, f32 K/V in L2: ~200 GFLOP/s of a 268 GFLOP/s core peak).
-// - ek_sa_decode_tile: the same step for 4 or 8 rows (decode, Tq <= 8). With so
-//   few rows Q K^T is vectorised along the head dimension and reduced across
-//   lanes four keys at a time; P V is vectorised along Dv.
+// - ek_sa_decode_tile: the same step for 4 or 8 rows per KV head (decode,
+//   Tq <= 8), for several KV heads at once, reading f32 or f16 K/V in place.
+//   With so few rows Q K^T is vectorised along the head dimension and
+//   reduced across lanes four keys at a time; P V is vectorised along Dv.
 // - ek_sa_merge: combines partial (m, l, acc) states of key splits by
 //   log-sum-exp and writes normalised O rows and L = m + log(l) directly into
 //   the caller's [B, Tq, Hq, Dv] and [B, Hq, Tq] tensors (strided outputs).
