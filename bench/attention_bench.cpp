@@ -85,7 +85,7 @@ void register_attention() {
     if (!c.tags.count("bench")) continue;
     for (Device* dev : devices())
       for (const KernelImpl* k : Registry::instance().kernels(sa::kOp, dev->backend())) {
-        const std::string name = "attention/" + dev->backend() + "/" + k->variant + "/" + c.name;
+        const std::string name = std::string(sa::kOp) + "/" + dev->backend() + "/" + k->variant + "/" + c.name;
         benchmark::RegisterBenchmark(name.c_str(), [dev, k, def, c](benchmark::State& s) { run_case(s, dev, k, def, c); })
             ->UseManualTime()
             ->Unit(benchmark::kMillisecond)
@@ -94,7 +94,7 @@ void register_attention() {
   }
 }
 
-const RegisterCases reg(register_attention);
+const RegisterCases reg(register_attention, sa::kOp);
 
 }  // namespace
 }  // namespace ek::bench

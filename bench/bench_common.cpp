@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <memory>
+#include <set>
 
 namespace ek::bench {
 
@@ -99,12 +100,20 @@ std::vector<void (*)()>& extra_cases() {
   static std::vector<void (*)()> v;
   return v;
 }
+std::set<std::string>& replaced_ops() {
+  static std::set<std::string> s;
+  return s;
+}
 }  // namespace
 
-RegisterCases::RegisterCases(void (*fn)()) { extra_cases().push_back(fn); }
+RegisterCases::RegisterCases(void (*fn)(), const char* replaces_op) {
+  extra_cases().push_back(fn);
+  if (replaces_op) replaced_ops().insert(replaces_op);
+}
 
 void register_all_cases() {
-  for (const OpDef* def : Registry::instance().ops()) register_op_cases(def->name);
+  for (const OpDef* def : Registry::instance().ops())
+    if (!replaced_ops().count(def->name)) register_op_cases(def->name);
   for (auto fn : extra_cases()) fn();
 }
 
