@@ -5,16 +5,19 @@
 // the call) and keep the state fp32.
 //
 // selective_scan_chunk: a run of tokens (the driver's segment, "chunk"
-//   tokens) for every channel. Channels are vectorised (one tile = one vector
-//   of channels); per tile the state trajectory h[d, n, 0..T] of the segment
-//   is kept in a small buffer (chunk * N vectors: L1/L2) by an update
-//   definition whose RDom walks the tokens serially, with the state dimension
-//   n as the middle loop, so each token costs one vector exp per (tile, n).
-//   y reads that trajectory; hT (the last slice) is fused into the same
+//   tokens) for every channel. Channels are vectorised; a task owns a tile of
+//   tile_vectors vectors of channels, and per tile the state trajectory
+//   h[d, n, 0..T] of the segment is kept in a small buffer (L1/L2) by an
+//   update definition whose RDom walks the tokens serially, with the state
+//   dimension n as the middle loop (unrolled for N = 16), so each token costs
+//   one vector exp2 per (vector of channels, n). dt/softplus are computed per
+//   token inside that loop (the token rows are strided; prefetched 8 ahead).
+//   y reads the trajectory; hT (the last slice) is fused into the same
 //   per-tile loop with compute_with, so both outputs come from one pass.
 // selective_scan_step: the decode step (T = 1). The state is read and written
-//   exactly once, vectorised along n (the contiguous dimension of h0/hT), and
-//   y is a lane reduction over n.
+//   once, vectorised along n (the contiguous dimension of h0/hT); softplus and
+//   the gate are vectorised across a 128-channel tile; y is a lane reduction
+//   over n per channel.
 #include <Halide.h>
 
 #include "kernels/selective_scan/scan_math_halide.h"

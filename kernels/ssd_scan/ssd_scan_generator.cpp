@@ -3,11 +3,12 @@
 // state fp32. Decay exponents are carried in base 2 (A pre-scaled by log2 e).
 //
 // ssd_scan_seq: the sequential form over a few tokens (the driver's
-//   segment). One task per head: the state trajectory
-//   S[n, p, 0..T] of the segment lives in cache, updated per token with n
-//   vectorised (the contiguous dimension of h0/hT), so h0 and hT are each
-//   touched once; y is a lane-parallel dot product over n per (token, p).
-// ssd_scan_step: the decode step (T = 1), state read and written once.
+//   segment). One task per head: the state trajectory S[n, p, 1..T] of the
+//   segment lives in cache (the first token reads h_in itself), updated per
+//   token with n vectorised (the contiguous dimension of h0/hT); y is a
+//   16-lane partial dot product over n and one lane reduction per (token, p).
+// ssd_scan_step: the decode step (T = 1): hT and y straight from h_in, state
+//   read and written once.
 // ssd_scan_chunk: the chunked (state-space-duality) form for one chunk of L
 //   tokens. Per group: CB[s, l] = B[s] . C[l]. Per head, with
 //   seg(s, l) = sum_{s < k <= l} dt[k] A (a running sum per s, so no large
@@ -16,10 +17,12 @@
 //           + sum_{s <= l} CB[s, l] exp(seg(s, l)) dt[s] x[s]   (within chunk)
 //           + Dskip x[l]
 //     S_out = exp(seg(-1, L-1)) S_in + sum_s (exp(seg(s, L-1)) dt[s] x[s]) (x) B[s]
-//   three matrix products per head ([P x N][N x L], [P x L][L x L],
-//   [N x L][L x P]) with register-blocked micro-kernels. The driver runs the
-//   chunks in order, handing S_out to the next call (the short sequential
-//   pass over chunk states).
+//   three matrix products per head ([P x N][N x L], [P x L][L x L] causal,
+//   [P x L][L x N]) with register-tiled micro-kernels; the state is carried
+//   transposed (p innermost) between chunks. The driver runs the chunks in
+//   order, handing S_out to the next call (the short sequential pass over
+//   chunk states).
+// ssd_state_transpose: per-head state transpose between the two layouts.
 #include <Halide.h>
 
 #include "kernels/selective_scan/scan_math_halide.h"
