@@ -1,0 +1,438 @@
+// Halide generators of the CPU matmul_q2 kernels.
+//
+// All kernels read weights in the CPU tile layout that bind() repacks into
+// once (kernels/matmul_q2/README.md, "CPU tile layout"): 16 output rows form a
+// tile; along K the tile is cut into chunks of 16 columns, and chunk c of tile
+// i is 64 bytes: byte 4*r + s holds the four 2-bit codes of row r at columns
+// 16c + 4j + s, code j in bits 2j..2j+1. One 64-byte load therefore holds, for
+// every slot j, the 16x4 block that one AVX-512 VNNI instruction multiplies
+// with a broadcast of 4 activations: lane r of the i32 result is row r, so no
+// horizontal reduction is ever needed and each lane accumulates one output.
+//
+//   matmul_q2_affine   q2g64 / q2g128 / tq2_0: per group of G columns (runtime
+//                      input, 64, 128 or 256) and row, f16 scale d and offset m:
+//                      w = d*q + m (tq2_0 is d, m = -d with G = 256).
+//   matmul_q2_k        q2_k: per 256-column super-block f16 d and dmin, per
+//                      16-column sub-block 4-bit sc and mn: w = d*sc*q - dmin*mn.
+//   matmul_q2_act      per-call activation preparation: int8 quantization with
+//                      one scale per block, and fp32 block sums of x (for the
+//                      offset/min terms), or an fp32 copy of f16 activations.
+//
+// Activation paths (generator param `act`):
+//   f32   codes are converted to f32 and multiplied with fp32 activations.
+//   int8  activations arrive quantized (xq = round(x / sx), |xq| <= 127, one sx
+//         per quantization block = weight group, or 256 for q2_k); the inner
+//         loop is a widening u8 x i8 dot product into i32, which Halide turns
+//         into vpdpbusd on avx512_sapphirerapids targets and into
+//         pmaddwd-based sequences elsewhere; the scale and offset terms are
+//         applied in fp32 once per group.
+//
+// Shapes (generator param `shape`):
+//   gemv  T <= 8 (decode / verify): one pass over the weights; tokens are
+//         blocked 1..4 at a time so that each weight chunk is unpacked once per
+//         token block. Memory-bound: the weight stream is the cost.
+//   gemm  T >= 16 (prefill): register blocks of 16 rows x `tokens` tokens,
+//         token super-blocks sized for L2 so that weights are re-read from
+//         DRAM only T / `token_superblock` times. Compute-bound.
+#include <Halide.h>
+
+using namespace Halide;
+using namespace Halide::ConciseCasts;
+
+namespace {
+
+constexpr int kTileRows = 16;   // rows per tile (i32 lanes of one AVX-512 vector)
+constexpr int kChunkCols = 16;  // columns per 64-byte chunk of a tile
+
+// The weights of one tile chunk as codes: slot j of byte 4r+s, in 0..3.
+Expr code_of(const Expr& byte, const Expr& slot) {
+  return (byte >> cast<uint8_t>(2 * slot)) & cast<uint8_t>(3);
+}
+
+// Slot j of a byte masked in place: the code times 4^j. Summing these with a
+// separate accumulator per slot and shifting the sums right by 2j at the end
+// of a group is exact and saves the per-chunk shifts.
+Expr code_times_4pow(const Expr& byte, const Expr& slot) {
+  return byte & (cast<uint8_t>(3) << cast<uint8_t>(2 * slot));
+}
+
+// f16 bits -> f32, exact for every f16 value. Halide 14 lowers Float(16)
+// casts to a long generic sequence on x86; this is 7 vector ops: the f16
+// magnitude shifted into an f32 is the value times 2^-112 (also for
+// subnormals), the multiply rescales it, and exponent 31 (Inf/NaN) keeps an
+// all-ones f32 exponent.
+Expr f16_bits_to_f32(const Expr& h) {
+  Expr w = u32(h);
+  Expr mag_sign = ((w & u32(0x7fff)) << 13) | ((w & u32(0x8000)) << 16);
+  Expr finite = reinterpret<float>(mag_sign) * 5.192296858534828e33f;  // 2^112
+  Expr special = reinterpret<float>(mag_sign | u32(0x7f800000));
+  return select((w & u32(0x7c00)) == u32(0x7c00), special, finite);
+}
+
+// Shared constraints: every buffer starts at 0 and is dense in dim 0; tile
+// buffers have exactly the tile extents the layout defines.
+template <class B>
+void dense_from_zero(B& b, int dims) {
+  for (int d = 0; d < dims; ++d) b.dim(d).set_min(0);
+  b.dim(0).set_stride(1);
+}
+
+class MatmulQ2Affine : public Generator<MatmulQ2Affine> {
+ public:
+  GeneratorParam<std::string> act{"act", "int8"};       // int8 | f32
+  GeneratorParam<std::string> shape{"shape", "gemv"};   // gemv | gemm
+  GeneratorParam<int> tokens{"tokens", 8};              // gemm register block (tokens)
+  GeneratorParam<int> token_superblock{"token_superblock", 128};  // gemm: tokens per L2 pass
+  GeneratorParam<int> tiles_per_task{"tiles_per_task", 4};        // parallel task size (tiles)
+  GeneratorParam<bool> mask_slots{"mask_slots", true};  // gemv int8: per-slot accumulators
+
+  Input<Buffer<uint8_t, 3>> codes{"codes"};         // [64 bytes, K/16 chunks, tiles]
+  Input<Buffer<uint16_t, 4>> scales{"scales"};      // f16 bits [16 rows, {d, m}, K/G groups, tiles]
+  Input<Buffer<void, 2>> x{"x"};                    // int8: xq i8 [K, T]; f32: x f32 [K, T]
+  Input<Buffer<float, 2>> xscale{"xscale"};         // [K/G, T] (int8 path; ignored by f32)
+  Input<Buffer<float, 2>> xsum{"xsum"};             // [K/G, T] fp32 sums of x per group
+  Input<Buffer<float, 1>> bias{"bias"};             // [tiles * 16]
+  Input<int> group_size{"group_size"};              // 64, 128 or 256
+  Output<Buffer<float, 2>> y{"y"};                  // [tiles * 16, T]
+
+  void configure() {
+    x.set_type(std::string(act) == "int8" ? Int(8) : Float(32));
+  }
+
+  void generate() {
+    const bool int8 = std::string(act) == "int8";
+    const bool gemm = std::string(shape) == "gemm";
+    const bool masked = int8 && !gemm && mask_slots;
+
+    Var r("r"), t("t"), g("g"), tile("tile"), j("j"), n("n");
+    Expr G = group_size;
+    Expr chunks_per_group = G / kChunkCols;
+    Expr K = x.dim(0).extent();
+    Expr groups = K / G;
+
+    // Partial dot product of one group: sum over the group's columns of
+    // code * activation, one accumulator per (row lane, token[, slot]).
+    RDom rc(0, 4, 0, chunks_per_group, "rc");  // rc.x: column within quad, rc.y: chunk
+    Expr chunk = g * chunks_per_group + rc.y;
+    Func part("part");
+    Expr dot;  // the group's sum for (r, t, g, tile), i32 (int8) or f32
+    if (int8) {
+      Expr byte = codes(r * 4 + rc.x, chunk, tile);
+      if (masked) {
+        Expr col = chunk * kChunkCols + j * 4 + rc.x;
+        part(r, j, t, g, tile) = 0;
+        part(r, j, t, g, tile) += i32(widening_mul(code_times_4pow(byte, j), x(col, t)));
+        dot = part(r, 0, t, g, tile) + (part(r, 1, t, g, tile) >> 2) +
+              (part(r, 2, t, g, tile) >> 4) + (part(r, 3, t, g, tile) >> 6);
+      } else {
+        RDom rs(0, 4, 0, 4, 0, chunks_per_group, "rs");  // column in quad, slot, chunk
+        Expr byte_s = codes(r * 4 + rs.x, g * chunks_per_group + rs.z, tile);
+        Expr col = (g * chunks_per_group + rs.z) * kChunkCols + rs.y * 4 + rs.x;
+        part(r, t, g, tile) = 0;
+        part(r, t, g, tile) += i32(widening_mul(code_of(byte_s, rs.y), x(col, t)));
+        dot = part(r, t, g, tile);
+        rc = rs;
+      }
+    } else {
+      // f32: the four bytes of row r in a chunk read as one little-endian u32;
+      // code (s, j) sits at bit 8s + 2j. One accumulator per slot j.
+      Expr word = u32(codes(r * 4, chunk, tile)) | (u32(codes(r * 4 + 1, chunk, tile)) << 8) |
+                  (u32(codes(r * 4 + 2, chunk, tile)) << 16) | (u32(codes(r * 4 + 3, chunk, tile)) << 24);
+      Expr q = f32((word >> u32(8 * rc.x + 2 * j)) & u32(3));
+      Expr col = chunk * kChunkCols + j * 4 + rc.x;
+      part(r, j, t, g, tile) = 0.0f;
+      part(r, j, t, g, tile) += q * x(col, t);
+      dot = (part(r, 0, t, g, tile) + part(r, 1, t, g, tile)) + (part(r, 2, t, g, tile) + part(r, 3, t, g, tile));
+    }
+
+    Expr d = f16_bits_to_f32(scales(r, 0, g, tile));
+    Expr m = f16_bits_to_f32(scales(r, 1, g, tile));
+    Func group_out("group_out");
+    if (int8) {
+      group_out(r, t, g, tile) = f32(dot) * (d * xscale(g, t)) + m * xsum(g, t);
+    } else {
+      group_out(r, t, g, tile) = dot * d + m * xsum(g, t);
+    }
+
+    RDom rg(0, groups, "rg");
+    Func acc("acc");
+    acc(r, t, tile) = bias(tile * kTileRows + r);
+    acc(r, t, tile) += group_out(r, t, rg, tile);
+    y(n, t) = acc(n % kTileRows, t, n / kTileRows);
+
+    // ------------------------------------------------------------ schedule
+    Var tile_o("tile_o"), tile_i("tile_i"), to("to"), ti("ti"), ts("ts");
+    y.split(n, tile, r, kTileRows, TailStrategy::RoundUp)
+        .vectorize(r);
+
+    auto schedule_inner = [&](int tb) {
+      (void)tb;
+      acc.compute_at(y, to).vectorize(r).unroll(t);
+      acc.update().reorder(r, t, rg).vectorize(r).unroll(t);
+      part.compute_at(acc, rg);
+      if (int8 && !masked) {
+        part.vectorize(r).unroll(t);
+        part.update().reorder(rc.x, r, t, rc.y, rc.z).atomic().vectorize(rc.x).vectorize(r)
+            .unroll(t).unroll(rc.y);
+      } else if (int8) {
+        part.vectorize(r).unroll(j).unroll(t);
+        part.update().reorder(rc.x, r, j, t, rc.y).atomic().vectorize(rc.x).vectorize(r)
+            .unroll(j).unroll(t);
+      } else {
+        part.vectorize(r).unroll(j).unroll(t);
+        part.update().reorder(r, rc.x, j, t, rc.y).vectorize(r).unroll(rc.x).unroll(j).unroll(t);
+      }
+    };
+
+    if (gemm) {
+      const int tb = tokens;
+      y.split(t, ts, t, token_superblock, TailStrategy::GuardWithIf)
+          .split(t, to, ti, tb, TailStrategy::ShiftInwards)
+          .split(tile, tile_o, tile_i, tiles_per_task, TailStrategy::GuardWithIf)
+          .reorder(r, ti, to, tile_i, tile_o, ts)
+          .unroll(ti)
+          .parallel(tile_o);
+      schedule_inner(tb);
+    } else {
+      // Token counts 1..3 get an exact block; larger T runs blocks of 4
+      // (the last one shifted inwards, recomputing a few tokens; the weight
+      // tile is then re-read from L1/L2, not DRAM).
+      Expr T = y.dim(1).extent();
+      y.split(tile, tile_o, tile_i, tiles_per_task, TailStrategy::GuardWithIf).parallel(tile_o);
+      for (int tb = 1; tb <= 3; ++tb)
+        y.specialize(T == tb)
+            .split(t, to, ti, tb, TailStrategy::GuardWithIf)
+            .reorder(r, ti, to, tile_i, tile_o)
+            .unroll(ti);
+      y.split(t, to, ti, 4, TailStrategy::ShiftInwards)
+          .reorder(r, ti, to, tile_i, tile_o)
+          .unroll(ti);
+      schedule_inner(4);
+    }
+
+    // Layout constraints (the packer guarantees them).
+    codes.dim(0).set_bounds(0, 64).dim(0).set_stride(1);
+    codes.dim(1).set_min(0).dim(1).set_stride(64);
+    codes.dim(2).set_min(0);
+    scales.dim(0).set_bounds(0, kTileRows).dim(0).set_stride(1);
+    scales.dim(1).set_bounds(0, 2).dim(1).set_stride(kTileRows);
+    scales.dim(2).set_min(0).dim(3).set_min(0);
+    x.dim(0).set_min(0).dim(0).set_stride(1).dim(1).set_min(0);
+    xscale.dim(0).set_min(0).dim(0).set_stride(1).dim(1).set_min(0);
+    xsum.dim(0).set_min(0).dim(0).set_stride(1).dim(1).set_min(0);
+    bias.dim(0).set_min(0);
+    y.dim(0).set_min(0).dim(0).set_stride(1).dim(1).set_min(0);
+    y.dim(0).set_extent((y.dim(0).extent() / kTileRows) * kTileRows);
+  }
+};
+
+class MatmulQ2K : public Generator<MatmulQ2K> {
+ public:
+  GeneratorParam<std::string> act{"act", "int8"};       // int8 | f32
+  GeneratorParam<std::string> shape{"shape", "gemv"};   // gemv | gemm
+  GeneratorParam<int> tokens{"tokens", 8};
+  GeneratorParam<int> token_superblock{"token_superblock", 128};
+  GeneratorParam<int> tiles_per_task{"tiles_per_task", 4};
+
+  Input<Buffer<uint8_t, 3>> codes{"codes"};            // [64 bytes, K/16 sub-blocks, tiles]
+  Input<Buffer<uint8_t, 3>> subscales{"subscales"};    // [16 rows, K/16, tiles]: sc | mn << 4
+  Input<Buffer<uint16_t, 4>> superscales{"superscales"};  // f16 bits [16 rows, {d, dmin}, K/256, tiles]
+  Input<Buffer<void, 2>> x{"x"};                       // int8: xq i8 [K, T]; f32: x f32 [K, T]
+  Input<Buffer<float, 2>> xscale{"xscale"};            // [K/256, T] (int8 path)
+  Input<Buffer<float, 2>> xsum{"xsum"};                // [K/16, T] fp32 sums of x per sub-block
+  Input<Buffer<float, 1>> bias{"bias"};                // [tiles * 16]
+  Output<Buffer<float, 2>> y{"y"};                     // [tiles * 16, T]
+
+  void configure() {
+    x.set_type(std::string(act) == "int8" ? Int(8) : Float(32));
+  }
+
+  void generate() {
+    const bool int8 = std::string(act) == "int8";
+    const bool gemm = std::string(shape) == "gemm";
+    Var r("r"), t("t"), b("b"), s("s"), tile("tile"), j("j"), n("n");
+    Expr K = x.dim(0).extent();
+    Expr blocks = K / 256;
+
+    // Dot product of one 16-column sub-block (one tile chunk) per row lane.
+    Func sub_dot("sub_dot");
+    RDom rs(0, 4, 0, 4, "rs");  // rs.x: column in quad, rs.y: slot
+    if (int8) {
+      Expr byte = codes(r * 4 + rs.x, s, tile);
+      sub_dot(r, t, s, tile) = 0;
+      sub_dot(r, t, s, tile) += i32(widening_mul(code_of(byte, rs.y), x(s * kChunkCols + rs.y * 4 + rs.x, t)));
+    } else {
+      Expr word = u32(codes(r * 4, s, tile)) | (u32(codes(r * 4 + 1, s, tile)) << 8) |
+                  (u32(codes(r * 4 + 2, s, tile)) << 16) | (u32(codes(r * 4 + 3, s, tile)) << 24);
+      RDom rq(0, 4, "rq");
+      sub_dot(r, j, t, s, tile) = 0.0f;
+      sub_dot(r, j, t, s, tile) += f32((word >> u32(8 * rq + 2 * j)) & u32(3)) * x(s * kChunkCols + j * 4 + rq, t);
+      rs = RDom();
+      rs = RDom(rq);
+    }
+    Expr sub_sum = int8 ? Expr(sub_dot(r, t, s, tile))
+                        : (sub_dot(r, 0, t, s, tile) + sub_dot(r, 1, t, s, tile)) +
+                              (sub_dot(r, 2, t, s, tile) + sub_dot(r, 3, t, s, tile));
+    Func sub_total("sub_total");
+    sub_total(r, t, s, tile) = sub_sum;
+
+    // Super-block: sum_s sc_s * dot_s and sum_s mn_s * xsum_s.
+    RDom rb(0, 16, "rb");
+    Expr sb = b * 16 + rb;
+    Expr packed_sc = subscales(r, sb, tile);
+    Func scaled("scaled"), mins("mins");
+    if (int8) {
+      scaled(r, t, b, tile) = 0;
+      scaled(r, t, b, tile) += sub_total(r, t, sb, tile) * i32(packed_sc & cast<uint8_t>(15));
+    } else {
+      scaled(r, t, b, tile) = 0.0f;
+      scaled(r, t, b, tile) += sub_total(r, t, sb, tile) * f32(packed_sc & cast<uint8_t>(15));
+    }
+    mins(r, t, b, tile) = 0.0f;
+    mins(r, t, b, tile) += f32(packed_sc >> cast<uint8_t>(4)) * xsum(sb, t);
+
+    Expr d = f16_bits_to_f32(superscales(r, 0, b, tile));
+    Expr dmin = f16_bits_to_f32(superscales(r, 1, b, tile));
+    Func block_out("block_out");
+    if (int8) {
+      block_out(r, t, b, tile) = f32(scaled(r, t, b, tile)) * (d * xscale(b, t)) - dmin * mins(r, t, b, tile);
+    } else {
+      block_out(r, t, b, tile) = scaled(r, t, b, tile) * d - dmin * mins(r, t, b, tile);
+    }
+
+    RDom rg(0, blocks, "rg");
+    Func acc("acc");
+    acc(r, t, tile) = bias(tile * kTileRows + r);
+    acc(r, t, tile) += block_out(r, t, rg, tile);
+    y(n, t) = acc(n % kTileRows, t, n / kTileRows);
+
+    // ------------------------------------------------------------ schedule
+    Var tile_o("tile_o"), tile_i("tile_i"), to("to"), ti("ti"), ts("ts");
+    y.split(n, tile, r, kTileRows, TailStrategy::RoundUp).vectorize(r);
+    if (gemm) {
+      y.split(t, ts, t, token_superblock, TailStrategy::GuardWithIf)
+          .split(t, to, ti, tokens, TailStrategy::ShiftInwards)
+          .split(tile, tile_o, tile_i, tiles_per_task, TailStrategy::GuardWithIf)
+          .reorder(r, ti, to, tile_i, tile_o, ts)
+          .unroll(ti)
+          .parallel(tile_o);
+    } else {
+      Expr T = y.dim(1).extent();
+      y.split(tile, tile_o, tile_i, tiles_per_task, TailStrategy::GuardWithIf).parallel(tile_o);
+      for (int tb = 1; tb <= 3; ++tb)
+        y.specialize(T == tb)
+            .split(t, to, ti, tb, TailStrategy::GuardWithIf)
+            .reorder(r, ti, to, tile_i, tile_o)
+            .unroll(ti);
+      y.split(t, to, ti, 4, TailStrategy::ShiftInwards).reorder(r, ti, to, tile_i, tile_o).unroll(ti);
+    }
+    acc.compute_at(y, to).vectorize(r).unroll(t);
+    acc.update().reorder(r, t, rg).vectorize(r).unroll(t);
+    scaled.compute_at(acc, rg).vectorize(r).unroll(t);
+    scaled.update().reorder(r, t, rb).vectorize(r).unroll(t);
+    mins.compute_at(acc, rg).vectorize(r).unroll(t);
+    mins.update().reorder(r, t, rb).vectorize(r).unroll(t);
+    sub_dot.compute_at(scaled, rb);
+    if (int8) {
+      sub_dot.vectorize(r).unroll(t);
+      sub_dot.update().reorder(rs.x, r, t, rs.y).atomic().vectorize(rs.x).vectorize(r).unroll(t).unroll(rs.y);
+    } else {
+      sub_dot.vectorize(r).unroll(j).unroll(t);
+      sub_dot.update().reorder(r, rs.x, j, t).vectorize(r).unroll(rs.x).unroll(j).unroll(t);
+    }
+
+    codes.dim(0).set_bounds(0, 64).dim(0).set_stride(1);
+    codes.dim(1).set_min(0).dim(1).set_stride(64);
+    codes.dim(2).set_min(0);
+    subscales.dim(0).set_bounds(0, kTileRows).dim(0).set_stride(1);
+    subscales.dim(1).set_min(0).dim(1).set_stride(kTileRows).dim(2).set_min(0);
+    superscales.dim(0).set_bounds(0, kTileRows).dim(0).set_stride(1);
+    superscales.dim(1).set_bounds(0, 2).dim(1).set_stride(kTileRows);
+    superscales.dim(2).set_min(0).dim(3).set_min(0);
+    x.dim(0).set_min(0).dim(0).set_stride(1).dim(1).set_min(0);
+    xscale.dim(0).set_min(0).dim(0).set_stride(1).dim(1).set_min(0);
+    xsum.dim(0).set_min(0).dim(0).set_stride(1).dim(1).set_min(0);
+    bias.dim(0).set_min(0);
+    y.dim(0).set_min(0).dim(0).set_stride(1).dim(1).set_min(0);
+    y.dim(0).set_extent((y.dim(0).extent() / kTileRows) * kTileRows);
+  }
+};
+
+// Per-call activation preparation, one pass over X [K, T]:
+//   act=int8: xq = round(x / sx) in -127..127 with sx = max|x| / 127 per block
+//             of `quant_block` columns; xsum = fp32 sums per `sum_block`.
+//   act=sums: xsum only (fp32 activations used as they are).
+//   act=f32:  an fp32 copy of f16 activations, plus xsum.
+class MatmulQ2Act : public Generator<MatmulQ2Act> {
+ public:
+  GeneratorParam<std::string> act{"act", "int8"};      // int8 | sums | f32
+  GeneratorParam<std::string> x_type{"x_type", "f32"};  // f32 | f16
+
+  Input<Buffer<void, 2>> x{"x"};          // [K, T] f32, or f16 bits as u16
+  Input<int> quant_block{"quant_block"};  // columns per int8 scale
+  Input<int> sum_block{"sum_block"};      // columns per fp32 sum
+  Output<Buffer<void, 2>> out_x{"out_x"};        // int8: xq i8; f32: x f32; sums: unused 1x1 f32
+  Output<Buffer<float, 2>> out_scale{"out_scale"};  // [K / quant_block, T] (unused 1x1 unless int8)
+  Output<Buffer<float, 2>> out_sum{"out_sum"};      // [K / sum_block, T]
+
+  void configure() {
+    x.set_type(std::string(x_type) == "f16" ? UInt(16) : Float(32));
+    out_x.set_type(std::string(act) == "int8" ? Int(8) : Float(32));
+  }
+
+  void generate() {
+    const std::string mode = act;
+    Var k("k"), t("t"), blk("blk");
+    Func xf("xf");
+    if (std::string(x_type) == "f16") {
+      xf(k, t) = f16_bits_to_f32(x(k, t));
+    } else {
+      xf(k, t) = x(k, t);
+    }
+    Expr QB = quant_block, SB = sum_block;
+
+    RDom rsum(0, SB, "rsum");
+    out_sum(blk, t) = 0.0f;
+    out_sum(blk, t) += xf(blk * SB + rsum, t);
+
+    if (mode == "int8") {
+      RDom rq(0, QB, "rq");
+      Func amax("amax");
+      amax(blk, t) = 0.0f;
+      amax(blk, t) = max(amax(blk, t), abs(xf(blk * QB + rq, t)));
+      out_scale(blk, t) = amax(blk, t) / 127.0f;
+      Expr a = amax(k / QB, t);
+      Expr inv = select(a > 0.0f, 127.0f / a, 0.0f);
+      out_x(k, t) = i8(clamp(round(xf(k, t) * inv), -127.0f, 127.0f));
+
+      // One parallel loop over rows; per row: block maxima, then the
+      // quantized row, its scales and its sums.
+      out_x.parallel(t).vectorize(k, 64, TailStrategy::GuardWithIf);
+      amax.compute_at(out_x, t);
+      amax.update().atomic().vectorize(rq, 16, TailStrategy::GuardWithIf);
+      out_scale.parallel(t).vectorize(blk, 8, TailStrategy::GuardWithIf).compute_with(out_x, t);
+      out_sum.compute_with(out_x, t);
+    } else {
+      out_scale(blk, t) = 0.0f;
+      if (mode == "f32") {
+        out_x(k, t) = xf(k, t);
+        out_x.vectorize(k, 16, TailStrategy::GuardWithIf).parallel(t);
+      } else {
+        out_x(k, t) = 0.0f;
+      }
+    }
+    out_sum.parallel(t).vectorize(blk, 8, TailStrategy::GuardWithIf);
+    out_sum.update().parallel(t).atomic().vectorize(rsum, 16, TailStrategy::GuardWithIf);
+
+    x.dim(0).set_min(0).dim(0).set_stride(1).dim(1).set_min(0);
+    out_x.dim(0).set_min(0).dim(0).set_stride(1).dim(1).set_min(0);
+    out_scale.dim(0).set_min(0).dim(0).set_stride(1).dim(1).set_min(0);
+    out_sum.dim(0).set_min(0).dim(0).set_stride(1).dim(1).set_min(0);
+  }
+};
+
+}  // namespace
+
+HALIDE_REGISTER_GENERATOR(MatmulQ2Affine, matmul_q2_affine)
+HALIDE_REGISTER_GENERATOR(MatmulQ2K, matmul_q2_k)
+HALIDE_REGISTER_GENERATOR(MatmulQ2Act, matmul_q2_act)

@@ -1,0 +1,45 @@
+// The one-time, lossless repack of matmul_q2 weights into the CPU tile layout
+// the Halide kernels read (README.md, "CPU tile layout"). A CPU Invocation
+// packs in bind(); callers that keep weights across calls keep the Invocation
+// (or a CpuPackedWeights) instead of repacking per call.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/common/tensor.h"
+#include "kernels/matmul_q2/matmul_q2.h"
+
+namespace ek {
+namespace q2 {
+
+constexpr int kTileRows = 16;   // output rows per tile
+constexpr int kChunkCols = 16;  // K columns per 64-byte chunk
+
+struct CpuPackedWeights {
+  Format format = Format::q2g128;
+  int64_t N = 0, K = 0;
+  int64_t tiles = 0;  // ceil(N / 16); rows N..16*tiles-1 are zero padding
+  // q2g64 / q2g128 / tq2_0 ("affine" family): w = d*q + m per group of
+  // `group` columns (tq2_0: group 256, m = -d, exactly).
+  bool affine = true;
+  int group = 128;
+  // [tiles][K/16][64]: byte 4r+s of chunk c holds, at bits 2j, the code of
+  // row r, column 16c + 4j + s.
+  HostTensor codes;
+  // affine: [tiles][K/group][2][16] f16 bits, d then m of the 16 rows.
+  // q2_k:   [tiles][K/256][2][16] f16 bits, d then dmin.
+  HostTensor scales;
+  // q2_k only: [tiles][K/16][16] the GGUF scale byte (sc | mn << 4) of each
+  // row's 16-column sub-block.
+  HostTensor subscales;
+};
+
+// Packs W [N, row_bytes(format, K)] (validated by the caller). Uses up to
+// `threads` threads.
+CpuPackedWeights pack_cpu(Format f, const uint8_t* W, int64_t N, int64_t K, int threads = 1);
+
+// Decodes weight (n, k) back from the packed layout (tests: the repack is lossless).
+double packed_weight(const CpuPackedWeights& p, int64_t n, int64_t k);
+
+}  // namespace q2
+}  // namespace ek
