@@ -472,6 +472,61 @@ TEST(MatmulQ2Kernels, AllKernelsMatchReference) {
   EXPECT_GT(runs, 0);
 }
 
+// Scales that are f16 subnormals, Inf or NaN take the kernels' exact f16
+// conversion: subnormal scales still match the reference; Inf/NaN scales
+// and NaN/Inf activations give non-finite outputs where the reference does,
+// and leave other rows exact.
+TEST(MatmulQ2Kernels, NonNormalScalesAndActivations) {
+  DeviceSet set = open_devices("cpu");
+  const OpDef& def = Registry::instance().op("matmul_q2");
+  for (const auto& fi : q2::formats()) {
+    const int64_t T = 3, N = 40, K = 512;
+    OwnedCall oc = make_case({fi.format, T, N, K, false, false}, 77);
+    uint8_t* W = oc.storage["W"].as<uint8_t>();
+    const int64_t rb = q2::row_bytes(fi.format, K);
+    auto scale_ptr = [&](int64_t row, int64_t blk) -> uint8_t* {
+      uint8_t* b = W + row * rb + blk * fi.block_bytes;
+      if (fi.format == Format::tq2_0) return b + 64;
+      if (fi.format == Format::q2_k) return b + 80;
+      return b;
+    };
+    // Row 3: subnormal scales everywhere (exact results expected).
+    for (int64_t blk = 0; blk < K / fi.block_elems; ++blk) {
+      uint8_t* p = scale_ptr(3, blk);
+      p[0] = 0x37;
+      p[1] = 0x01;  // f16 0x0137: subnormal
+    }
+    OwnedCall ref = clone(oc);
+    def.reference(ref.call);
+    for (const KernelImpl* k : Registry::instance().kernels("matmul_q2", "cpu")) {
+      if (!k->ineligible_reason(set.devices[0]->profile(), oc.call).empty()) continue;
+      auto inv = k->bind(*set.devices[0], oc.call, k->default_tuning());
+      inv->execute();
+      EXPECT_LE(nmse(oc.call.get("Y"), ref.call.get("Y")), k->nmse_bound) << k->id() << " " << fi.name;
+    }
+    // Row 5: an Inf scale; token 1: a NaN activation.
+    uint8_t* p = scale_ptr(5, 0);
+    p[0] = 0x00;
+    p[1] = 0x7c;  // +Inf
+    oc.storage["X"].as<float>()[1 * K + 17] = NAN;
+    OwnedCall ref2 = clone(oc);
+    def.reference(ref2.call);
+    for (const KernelImpl* k : Registry::instance().kernels("matmul_q2", "cpu")) {
+      if (!k->ineligible_reason(set.devices[0]->profile(), oc.call).empty()) continue;
+      auto inv = k->bind(*set.devices[0], oc.call, k->default_tuning());
+      inv->execute();
+      const float* y = oc.call.get("Y").as<float>();
+      const float* r = ref2.call.get("Y").as<float>();
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t n = 0; n < N; ++n) {
+          const float yv = y[t * N + n], rv = r[t * N + n];
+          EXPECT_EQ(std::isfinite(yv), std::isfinite(rv)) << k->id() << " " << fi.name << " t=" << t << " n=" << n;
+        }
+      EXPECT_LE(nmse(oc.call.get("Y"), ref2.call.get("Y")), k->nmse_bound) << k->id() << " " << fi.name;
+    }
+  }
+}
+
 TEST(MatmulQ2Kernels, ActParamSelectsPath) {
   DeviceSet set = open_devices("cpu");
   ASSERT_FALSE(set.devices.empty());

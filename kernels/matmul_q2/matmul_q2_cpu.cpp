@@ -76,11 +76,11 @@ constexpr int64_t kGemmTokenBlock = 8;
 
 using AffineFn = int (*)(halide_buffer_t* codes, halide_buffer_t* scales, halide_buffer_t* x,
                          halide_buffer_t* xscale, halide_buffer_t* xsum, halide_buffer_t* bias, int32_t group_size,
-                         halide_buffer_t* y);
+                         bool normal_scales, halide_buffer_t* y);
 using KFn = int (*)(halide_buffer_t* codes, halide_buffer_t* subscales, halide_buffer_t* superscales,
                     halide_buffer_t* x, halide_buffer_t* xscale, halide_buffer_t* xsum, halide_buffer_t* bias,
-                    halide_buffer_t* y);
-using ActFn = int (*)(halide_buffer_t* x, int32_t quant_block, int32_t sum_block, halide_buffer_t* out_x,
+                    bool normal_scales, halide_buffer_t* y);
+using ActFn = int (*)(halide_buffer_t* xq_view, halide_buffer_t* xs_view, halide_buffer_t* out_x,
                       halide_buffer_t* out_scale, halide_buffer_t* out_sum);
 
 struct CpuVariant {
@@ -104,7 +104,9 @@ class CpuMatmulQ2Invocation : public Invocation {
  public:
   CpuMatmulQ2Invocation(const CpuVariant& v, CpuDevice& dev, const OpCall& call, const Tuning& tuning)
       : v_(v), call_(call), a_(MatmulQ2Args::parse(call)) {
-    gemm_min_tokens_ = std::max<int64_t>(kGemmTokenBlock, tuning.count("gemm_min_tokens") ? tuning.at("gemm_min_tokens") : 16);
+    auto tuned = [&](const char* key, int64_t def) { return tuning.count(key) ? tuning.at(key) : def; };
+    gemm_min_tokens_ = std::max<int64_t>(kGemmTokenBlock, tuned("gemm_min_tokens", 16));
+    token_panel_ = std::max<int64_t>(kGemmTokenBlock, tuned("token_panel", 256));
     w_ = pack_cpu(a_.format, call.get("W").as<uint8_t>(), a_.N, a_.K, dev.threads());
     n_pad_ = w_.tiles * kTileRows;
     quant_block_ = w_.affine ? w_.group : 256;
@@ -130,44 +132,58 @@ class CpuMatmulQ2Invocation : public Invocation {
     const bool f16 = a_.x_dtype == DType::f16;
     HBuf<float> xsum(xsum_.as<float>(), static_cast<int>(a_.K / sum_block_), T);
     HBuf<float> xscale(xscale_.as<float>(), static_cast<int>(v_.int8 ? a_.K / quant_block_ : 1), v_.int8 ? T : 1);
-    HBuf<void> x_in = f16 ? HBuf<void>(halide_type_t(halide_type_uint, 16), X.data, K, T)
-                          : HBuf<void>(halide_type_t(halide_type_float, 32), X.data, K, T);
+    const int QB = quant_block_, SB = sum_block_;
+    const halide_type_t x_type = f16 ? halide_type_t(halide_type_uint, 16) : halide_type_t(halide_type_float, 32);
+    // X as [QB, K/QB, T] and [SB, K/SB, T] views (README: no divisions in the kernel).
+    HBuf<void> xq_view(x_type, X.data, QB, K / QB, T), xs_view(x_type, X.data, SB, K / SB, T);
     HBuf<void> x_kernel;
     if (v_.int8) {
-      HBuf<int8_t> xq(xq_.as<int8_t>(), K, T);
+      HBuf<int8_t> xq(xq_.as<int8_t>(), QB, K / QB, T);
       ActFn act = f16 ? ek_matmul_q2_act_int8_f16 : ek_matmul_q2_act_int8_f32;
-      check_halide(act(x_in, quant_block_, sum_block_, xq, xscale, xsum), "activation quantization");
+      check_halide(act(xq_view, xs_view, xq, xscale, xsum), "activation quantization");
       x_kernel = HBuf<void>(halide_type_t(halide_type_int, 8), xq_.data(), K, T);
     } else if (f16) {
-      HBuf<float> x32(x32_.as<float>(), K, T);
+      HBuf<float> x32(x32_.as<float>(), QB, K / QB, T);
       HBuf<float> scale_unused(unused_.as<float>(), 1, 1);
-      check_halide(ek_matmul_q2_act_f32_f16(x_in, quant_block_, sum_block_, x32, scale_unused, xsum),
-                   "activation conversion");
+      check_halide(ek_matmul_q2_act_f32_f16(xq_view, xs_view, x32, scale_unused, xsum), "activation conversion");
       x_kernel = HBuf<void>(halide_type_t(halide_type_float, 32), x32_.data(), K, T);
     } else {
-      HBuf<float> x_unused(unused_.as<float>(), 1, 1), scale_unused(unused_.as<float>(), 1, 1);
-      check_halide(ek_matmul_q2_act_sums_f32(x_in, quant_block_, sum_block_, x_unused, scale_unused, xsum),
-                   "activation sums");
+      HBuf<float> x_unused(unused_.as<float>(), 1, 1, 1), scale_unused(unused_.as<float>(), 1, 1);
+      check_halide(ek_matmul_q2_act_sums_f32(xq_view, xs_view, x_unused, scale_unused, xsum), "activation sums");
       x_kernel = HBuf<void>(halide_type_t(halide_type_float, 32), X.data, K, T);
     }
 
-    // 2. The matmul, into Y or its padded scratch.
+    // 2. The matmul, into Y or its padded scratch. GEMM runs on token panels
+    // of about token_panel tokens (each >= the 8-token register block), so a
+    // panel's activations stay cache-resident while the weights stream by.
     const bool padded = n_pad_ != a_.N;
     float* y_data = padded ? y_pad_.as<float>() : call_.get("Y").as<float>();
-    HBuf<float> y(y_data, static_cast<int>(n_pad_), T);
-    HBuf<float> bias(bias_.as<float>(), static_cast<int>(n_pad_));
     const int tiles = static_cast<int>(w_.tiles), chunks = K / kChunkCols;
     HBuf<uint8_t> codes(w_.codes.as<uint8_t>(), 64, chunks, tiles);
+    HBuf<float> bias(bias_.as<float>(), static_cast<int>(n_pad_));
     const bool gemm = a_.T >= gemm_min_tokens_;
-    if (w_.affine) {
-      HBuf<uint16_t> scales(w_.scales.as<uint16_t>(), kTileRows, 2, K / w_.group, tiles);
-      AffineFn fn = gemm ? v_.affine_gemm : v_.affine_gemv;
-      check_halide(fn(codes, scales, x_kernel, xscale, xsum, bias, w_.group, y), gemm ? "gemm" : "gemv");
-    } else {
-      HBuf<uint8_t> sub(w_.subscales.as<uint8_t>(), kTileRows, chunks, tiles);
-      HBuf<uint16_t> super(w_.scales.as<uint16_t>(), kTileRows, 2, K / 256, tiles);
-      KFn fn = gemm ? v_.k_gemm : v_.k_gemv;
-      check_halide(fn(codes, sub, super, x_kernel, xscale, xsum, bias, y), gemm ? "gemm" : "gemv");
+    const int64_t panels = gemm ? (a_.T + token_panel_ - 1) / token_panel_ : 1;
+    const uint8_t* xk = static_cast<const uint8_t*>(x_kernel.data());
+    const size_t x_elem = x_kernel.type().bytes();
+    const int xs_cols = v_.int8 ? static_cast<int>(a_.K / quant_block_) : 1;
+    const int sum_cols = static_cast<int>(a_.K / sum_block_);
+    for (int64_t p = 0; p < panels; ++p) {
+      const int64_t t0 = a_.T * p / panels, t1 = a_.T * (p + 1) / panels;
+      const int tn = static_cast<int>(t1 - t0);
+      HBuf<void> xp(x_kernel.type(), const_cast<uint8_t*>(xk) + t0 * K * x_elem, K, tn);
+      HBuf<float> xsp(xscale_.as<float>() + (v_.int8 ? t0 * xs_cols : 0), xs_cols, v_.int8 ? tn : 1);
+      HBuf<float> sump(xsum_.as<float>() + t0 * sum_cols, sum_cols, tn);
+      HBuf<float> yp(y_data + t0 * n_pad_, static_cast<int>(n_pad_), tn);
+      if (w_.affine) {
+        HBuf<uint16_t> scales(w_.scales.as<uint16_t>(), kTileRows, 2, K / w_.group, tiles);
+        AffineFn fn = gemm ? v_.affine_gemm : v_.affine_gemv;
+        check_halide(fn(codes, scales, xp, xsp, sump, bias, w_.group, w_.normal_scales, yp), gemm ? "gemm" : "gemv");
+      } else {
+        HBuf<uint8_t> sub(w_.subscales.as<uint8_t>(), kTileRows, chunks, tiles);
+        HBuf<uint16_t> super(w_.scales.as<uint16_t>(), kTileRows, 2, K / 256, tiles);
+        KFn fn = gemm ? v_.k_gemm : v_.k_gemv;
+        check_halide(fn(codes, sub, super, xp, xsp, sump, bias, w_.normal_scales, yp), gemm ? "gemm" : "gemv");
+      }
     }
 
     // 3. Padded rows out.
@@ -185,7 +201,7 @@ class CpuMatmulQ2Invocation : public Invocation {
   const CpuVariant& v_;
   OpCall call_;
   MatmulQ2Args a_;
-  int64_t gemm_min_tokens_ = 16;
+  int64_t gemm_min_tokens_ = 16, token_panel_ = 256;
   CpuPackedWeights w_;
   int64_t n_pad_ = 0;
   int quant_block_ = 0, sum_block_ = 0;
@@ -206,7 +222,7 @@ void register_variant(const CpuVariant& v) {
   k.doc = v.doc;
   k.priority = v.priority;
   k.nmse_bound = v.int8 ? 5e-4 : 1e-7;
-  k.tunables = {{"gemm_min_tokens", {8, 12, 16, 24, 32, 64}, 16}};
+  k.tunables = {{"gemm_min_tokens", {8, 12, 16, 24, 32, 64}, 16}, {"token_panel", {32, 64, 128, 256, 512, 1024}, 256}};
   static std::deque<CpuVariant> variants;  // stable addresses, live as long as the registry
   variants.push_back(v);
   const CpuVariant* vp = &variants.back();

@@ -31,9 +31,9 @@
 //   gemv  T <= 8 (decode / verify): one pass over the weights; tokens are
 //         blocked 1..4 at a time so that each weight chunk is unpacked once per
 //         token block. Memory-bound: the weight stream is the cost.
-//   gemm  T >= 16 (prefill): register blocks of 16 rows x `tokens` tokens,
-//         token super-blocks sized for L2 so that weights are re-read from
-//         DRAM only T / `token_superblock` times. Compute-bound.
+//   gemm  T >= 16 (prefill): register blocks of 16 rows x `tokens` tokens;
+//         the caller splits T into L2-sized token panels (one call each), so
+//         weights are re-read from DRAM only once per panel. Compute-bound.
 #include <Halide.h>
 
 using namespace Halide;
@@ -57,16 +57,29 @@ Expr code_times_4pow(const Expr& byte, const Expr& slot) {
 }
 
 // f16 bits -> f32, exact for every f16 value. Halide 14 lowers Float(16)
-// casts to a long generic sequence on x86; this is 7 vector ops: the f16
-// magnitude shifted into an f32 is the value times 2^-112 (also for
-// subnormals), the multiply rescales it, and exponent 31 (Inf/NaN) keeps an
-// all-ones f32 exponent.
-Expr f16_bits_to_f32(const Expr& h) {
-  Expr w = u32(h);
-  Expr mag_sign = ((w & u32(0x7fff)) << 13) | ((w & u32(0x8000)) << 16);
-  Expr finite = reinterpret<float>(mag_sign) * 5.192296858534828e33f;  // 2^112
-  Expr special = reinterpret<float>(mag_sign | u32(0x7f800000));
-  return select((w & u32(0x7c00)) == u32(0x7c00), special, finite);
+// casts to a long generic sequence on x86 (no vcvtph2ps), so the kernels
+// convert themselves.
+//
+// normal_only (every value is a normal f16 or zero; the packer checks): the
+// sign-extended bits shifted left by 13 and masked hold sign, exponent and
+// mantissa in place, an integer add rebiases the exponent, zero is kept: 6
+// ops per vector. General: the same for normal values; subnormals become
+// (2^-14 + m*2^-24) - 2^-14, exact; exponent 31 maps to Inf/NaN. No scaling
+// multiply anywhere: reassociated into later products, a 2^-112-scaled
+// intermediate would turn into an f32 denormal (or its 2^112 partner overflow).
+Expr f16_bits_to_f32(const Expr& h, bool normal_only) {
+  Expr w = reinterpret<uint32_t>(i32(reinterpret<int16_t>(h)));  // sign-extended
+  Expr sign_mag = (w << 13) & Internal::make_const(UInt(32), 0x8fffe000u);
+  Expr rebiased = sign_mag + Internal::make_const(UInt(32), 0x38000000u);
+  Expr magnitude = w & u32(0x7fff);
+  if (normal_only) return reinterpret<float>(select(magnitude == u32(0), sign_mag, rebiased));
+  Expr sign = sign_mag & Internal::make_const(UInt(32), 0x80000000u);
+  Expr mag_bits = magnitude << 13;
+  Expr subnormal = strict_float(reinterpret<float>(mag_bits + u32(0x38800000)) - 6.103515625e-05f);  // 2^-14
+  Expr special = reinterpret<float>(sign_mag + Internal::make_const(UInt(32), 0x70000000u));
+  Expr value = select(magnitude < u32(0x0400), reinterpret<float>(reinterpret<uint32_t>(subnormal) | sign),
+                      magnitude >= u32(0x7c00), special, reinterpret<float>(rebiased));
+  return value;
 }
 
 // Shared constraints: every buffer starts at 0 and is dense in dim 0; tile
@@ -77,12 +90,44 @@ void dense_from_zero(B& b, int dims) {
   b.dim(0).set_stride(1);
 }
 
+// Output schedule shared by the matmul generators: y(n, t) in 16-row tiles
+// (lane r vectorized), groups of `tiles_per_task` tiles per parallel task.
+// gemm: register blocks of `tokens` tokens (T >= tokens; the caller feeds
+// L2-sized token panels, one call each). gemv: exact blocks for T = 1..3,
+// blocks of 4 beyond (the last shifted inwards: a few tokens recomputed, the
+// tile re-read from L1/L2, not DRAM). The whole nest is duplicated for
+// finite / non-finite scales (see f16_bits_to_f32). Inner Funcs compute at `to`.
+void schedule_output(Func y, Var n, Var t, Var r, Var to, bool gemm, int tokens, int tiles_per_task,
+                     Expr normal_scales) {
+  Var tile("tile"), tile_o("tile_o"), tile_i("tile_i"), ti("ti");
+  y.split(n, tile, r, kTileRows, TailStrategy::RoundUp).vectorize(r);
+  Expr T = y.output_buffer().dim(1).extent();
+  auto tokens_nest = [&](Stage s) {
+    if (gemm) {
+      s.split(t, to, ti, tokens, TailStrategy::ShiftInwards)
+          .split(tile, tile_o, tile_i, tiles_per_task, TailStrategy::GuardWithIf)
+          .reorder(r, ti, to, tile_i, tile_o)
+          .unroll(ti)
+          .parallel(tile_o);
+      return;
+    }
+    s.split(tile, tile_o, tile_i, tiles_per_task, TailStrategy::GuardWithIf).parallel(tile_o);
+    for (int tb = 1; tb <= 3; ++tb)
+      s.specialize(T == tb)
+          .split(t, to, ti, tb, TailStrategy::GuardWithIf)
+          .reorder(r, ti, to, tile_i, tile_o)
+          .unroll(ti);
+    s.split(t, to, ti, 4, TailStrategy::ShiftInwards).reorder(r, ti, to, tile_i, tile_o).unroll(ti);
+  };
+  tokens_nest(y.specialize(normal_scales));
+  tokens_nest(y);
+}
+
 class MatmulQ2Affine : public Generator<MatmulQ2Affine> {
  public:
   GeneratorParam<std::string> act{"act", "int8"};       // int8 | f32
   GeneratorParam<std::string> shape{"shape", "gemv"};   // gemv | gemm
   GeneratorParam<int> tokens{"tokens", 8};              // gemm register block (tokens)
-  GeneratorParam<int> token_superblock{"token_superblock", 128};  // gemm: tokens per L2 pass
   GeneratorParam<int> tiles_per_task{"tiles_per_task", 4};        // parallel task size (tiles)
   GeneratorParam<bool> mask_slots{"mask_slots", true};  // gemv int8: per-slot accumulators
 
@@ -93,6 +138,7 @@ class MatmulQ2Affine : public Generator<MatmulQ2Affine> {
   Input<Buffer<float, 2>> xsum{"xsum"};             // [K/G, T] fp32 sums of x per group
   Input<Buffer<float, 1>> bias{"bias"};             // [tiles * 16]
   Input<int> group_size{"group_size"};              // 64, 128 or 256
+  Input<bool> normal_scales{"normal_scales"};       // scales are normal f16 or zero
   Output<Buffer<float, 2>> y{"y"};                  // [tiles * 16, T]
 
   void configure() {
@@ -106,33 +152,35 @@ class MatmulQ2Affine : public Generator<MatmulQ2Affine> {
 
     Var r("r"), t("t"), g("g"), tile("tile"), j("j"), n("n");
     Expr G = group_size;
-    Expr chunks_per_group = G / kChunkCols;
     Expr K = x.dim(0).extent();
     Expr groups = K / G;
 
     // Partial dot product of one group: sum over the group's columns of
     // code * activation, one accumulator per (row lane, token[, slot]).
-    RDom rc(0, 4, 0, chunks_per_group, "rc");  // rc.x: column within quad, rc.y: chunk
-    Expr chunk = g * chunks_per_group + rc.y;
+    // Chunks are visited four at a time (G is a multiple of 64), so the
+    // inner four are unrolled without a tail.
+    RDom rc(0, 4, 0, 4, 0, G / (4 * kChunkCols), "rc");  // column in quad, chunk in 4, chunk quad
+    Expr chunk = g * (G / kChunkCols) + rc.z * 4 + rc.y;
     Func part("part");
     Expr dot;  // the group's sum for (r, t, g, tile), i32 (int8) or f32
-    if (int8) {
+    if (masked) {
       Expr byte = codes(r * 4 + rc.x, chunk, tile);
-      if (masked) {
-        Expr col = chunk * kChunkCols + j * 4 + rc.x;
-        part(r, j, t, g, tile) = 0;
-        part(r, j, t, g, tile) += i32(widening_mul(code_times_4pow(byte, j), x(col, t)));
-        dot = part(r, 0, t, g, tile) + (part(r, 1, t, g, tile) >> 2) +
-              (part(r, 2, t, g, tile) >> 4) + (part(r, 3, t, g, tile) >> 6);
-      } else {
-        RDom rs(0, 4, 0, 4, 0, chunks_per_group, "rs");  // column in quad, slot, chunk
-        Expr byte_s = codes(r * 4 + rs.x, g * chunks_per_group + rs.z, tile);
-        Expr col = (g * chunks_per_group + rs.z) * kChunkCols + rs.y * 4 + rs.x;
-        part(r, t, g, tile) = 0;
-        part(r, t, g, tile) += i32(widening_mul(code_of(byte_s, rs.y), x(col, t)));
-        dot = part(r, t, g, tile);
-        rc = rs;
-      }
+      Expr col = chunk * kChunkCols + j * 4 + rc.x;
+      part(r, j, t, g, tile) = 0;
+      part(r, j, t, g, tile) += i32(widening_mul(code_times_4pow(byte, j), x(col, t)));
+      dot = part(r, 0, t, g, tile) + (part(r, 1, t, g, tile) >> 2) + (part(r, 2, t, g, tile) >> 4) +
+            (part(r, 3, t, g, tile) >> 6);
+    } else if (int8) {
+      // Slots as a reduction dimension: codes shifted into 0..3 once per
+      // chunk, reused by every token of the block.
+      RDom rs(0, 4, 0, 4, 0, 4, 0, G / (4 * kChunkCols), "rs");  // column, slot, chunk in 4, chunk quad
+      Expr chunk_s = g * (G / kChunkCols) + rs.w * 4 + rs.z;
+      Expr byte = codes(r * 4 + rs.x, chunk_s, tile);
+      Expr col = chunk_s * kChunkCols + rs.y * 4 + rs.x;
+      part(r, t, g, tile) = 0;
+      part(r, t, g, tile) += i32(widening_mul(code_of(byte, rs.y), x(col, t)));
+      dot = part(r, t, g, tile);
+      rc = rs;
     } else {
       // f32: the four bytes of row r in a chunk read as one little-endian u32;
       // code (s, j) sits at bit 8s + 2j. One accumulator per slot j.
@@ -145,8 +193,11 @@ class MatmulQ2Affine : public Generator<MatmulQ2Affine> {
       dot = (part(r, 0, t, g, tile) + part(r, 1, t, g, tile)) + (part(r, 2, t, g, tile) + part(r, 3, t, g, tile));
     }
 
-    Expr d = f16_bits_to_f32(scales(r, 0, g, tile));
-    Expr m = f16_bits_to_f32(scales(r, 1, g, tile));
+    auto scale = [&](int which) {
+      Expr h = scales(r, which, g, tile);
+      return select(normal_scales, f16_bits_to_f32(h, true), f16_bits_to_f32(h, false));
+    };
+    Expr d = scale(0), m = scale(1);
     Func group_out("group_out");
     if (int8) {
       group_out(r, t, g, tile) = f32(dot) * (d * xscale(g, t)) + m * xsum(g, t);
@@ -161,53 +212,22 @@ class MatmulQ2Affine : public Generator<MatmulQ2Affine> {
     y(n, t) = acc(n % kTileRows, t, n / kTileRows);
 
     // ------------------------------------------------------------ schedule
-    Var tile_o("tile_o"), tile_i("tile_i"), to("to"), ti("ti"), ts("ts");
-    y.split(n, tile, r, kTileRows, TailStrategy::RoundUp)
-        .vectorize(r);
-
-    auto schedule_inner = [&](int tb) {
-      (void)tb;
-      acc.compute_at(y, to).vectorize(r).unroll(t);
-      acc.update().reorder(r, t, rg).vectorize(r).unroll(t);
-      part.compute_at(acc, rg);
-      if (int8 && !masked) {
-        part.vectorize(r).unroll(t);
-        part.update().reorder(rc.x, r, t, rc.y, rc.z).atomic().vectorize(rc.x).vectorize(r)
-            .unroll(t).unroll(rc.y);
-      } else if (int8) {
-        part.vectorize(r).unroll(j).unroll(t);
-        part.update().reorder(rc.x, r, j, t, rc.y).atomic().vectorize(rc.x).vectorize(r)
-            .unroll(j).unroll(t);
-      } else {
-        part.vectorize(r).unroll(j).unroll(t);
-        part.update().reorder(r, rc.x, j, t, rc.y).vectorize(r).unroll(rc.x).unroll(j).unroll(t);
-      }
-    };
-
-    if (gemm) {
-      const int tb = tokens;
-      y.split(t, ts, t, token_superblock, TailStrategy::GuardWithIf)
-          .split(t, to, ti, tb, TailStrategy::ShiftInwards)
-          .split(tile, tile_o, tile_i, tiles_per_task, TailStrategy::GuardWithIf)
-          .reorder(r, ti, to, tile_i, tile_o, ts)
-          .unroll(ti)
-          .parallel(tile_o);
-      schedule_inner(tb);
+    Var to("to");
+    schedule_output(y, n, t, r, to, gemm, tokens, tiles_per_task, normal_scales);
+    acc.compute_at(y, to).vectorize(r).unroll(t);
+    acc.update().reorder(r, t, rg).vectorize(r).unroll(t);
+    part.compute_at(acc, rg);
+    if (int8 && !masked) {
+      part.vectorize(r).unroll(t);
+      part.update().reorder(rc.x, r, t, rc.y, rc[2], rc[3]).atomic().vectorize(rc.x).vectorize(r)
+          .unroll(t).unroll(rc.y).unroll(rc[2]);
+    } else if (int8) {
+      part.vectorize(r).unroll(j).unroll(t);
+      part.update().reorder(rc.x, r, j, t, rc.y, rc.z).atomic().vectorize(rc.x).vectorize(r)
+          .unroll(j).unroll(t).unroll(rc.y);
     } else {
-      // Token counts 1..3 get an exact block; larger T runs blocks of 4
-      // (the last one shifted inwards, recomputing a few tokens; the weight
-      // tile is then re-read from L1/L2, not DRAM).
-      Expr T = y.dim(1).extent();
-      y.split(tile, tile_o, tile_i, tiles_per_task, TailStrategy::GuardWithIf).parallel(tile_o);
-      for (int tb = 1; tb <= 3; ++tb)
-        y.specialize(T == tb)
-            .split(t, to, ti, tb, TailStrategy::GuardWithIf)
-            .reorder(r, ti, to, tile_i, tile_o)
-            .unroll(ti);
-      y.split(t, to, ti, 4, TailStrategy::ShiftInwards)
-          .reorder(r, ti, to, tile_i, tile_o)
-          .unroll(ti);
-      schedule_inner(4);
+      part.vectorize(r).unroll(j).unroll(t);
+      part.update().reorder(r, rc.x, j, t, rc.y, rc.z).vectorize(r).unroll(rc.x).unroll(j).unroll(t).unroll(rc.y);
     }
 
     // Layout constraints (the packer guarantees them).
@@ -231,7 +251,6 @@ class MatmulQ2K : public Generator<MatmulQ2K> {
   GeneratorParam<std::string> act{"act", "int8"};       // int8 | f32
   GeneratorParam<std::string> shape{"shape", "gemv"};   // gemv | gemm
   GeneratorParam<int> tokens{"tokens", 8};
-  GeneratorParam<int> token_superblock{"token_superblock", 128};
   GeneratorParam<int> tiles_per_task{"tiles_per_task", 4};
 
   Input<Buffer<uint8_t, 3>> codes{"codes"};            // [64 bytes, K/16 sub-blocks, tiles]
@@ -241,6 +260,7 @@ class MatmulQ2K : public Generator<MatmulQ2K> {
   Input<Buffer<float, 2>> xscale{"xscale"};            // [K/256, T] (int8 path)
   Input<Buffer<float, 2>> xsum{"xsum"};                // [K/16, T] fp32 sums of x per sub-block
   Input<Buffer<float, 1>> bias{"bias"};                // [tiles * 16]
+  Input<bool> normal_scales{"normal_scales"};          // d and dmin are normal f16 or zero
   Output<Buffer<float, 2>> y{"y"};                     // [tiles * 16, T]
 
   void configure() {
@@ -291,8 +311,11 @@ class MatmulQ2K : public Generator<MatmulQ2K> {
     mins(r, t, b, tile) = 0.0f;
     mins(r, t, b, tile) += f32(packed_sc >> cast<uint8_t>(4)) * xsum(sb, t);
 
-    Expr d = f16_bits_to_f32(superscales(r, 0, b, tile));
-    Expr dmin = f16_bits_to_f32(superscales(r, 1, b, tile));
+    auto scale = [&](int which) {
+      Expr h = superscales(r, which, b, tile);
+      return select(normal_scales, f16_bits_to_f32(h, true), f16_bits_to_f32(h, false));
+    };
+    Expr d = scale(0), dmin = scale(1);
     Func block_out("block_out");
     if (int8) {
       block_out(r, t, b, tile) = f32(scaled(r, t, b, tile)) * (d * xscale(b, t)) - dmin * mins(r, t, b, tile);
@@ -307,25 +330,8 @@ class MatmulQ2K : public Generator<MatmulQ2K> {
     y(n, t) = acc(n % kTileRows, t, n / kTileRows);
 
     // ------------------------------------------------------------ schedule
-    Var tile_o("tile_o"), tile_i("tile_i"), to("to"), ti("ti"), ts("ts");
-    y.split(n, tile, r, kTileRows, TailStrategy::RoundUp).vectorize(r);
-    if (gemm) {
-      y.split(t, ts, t, token_superblock, TailStrategy::GuardWithIf)
-          .split(t, to, ti, tokens, TailStrategy::ShiftInwards)
-          .split(tile, tile_o, tile_i, tiles_per_task, TailStrategy::GuardWithIf)
-          .reorder(r, ti, to, tile_i, tile_o, ts)
-          .unroll(ti)
-          .parallel(tile_o);
-    } else {
-      Expr T = y.dim(1).extent();
-      y.split(tile, tile_o, tile_i, tiles_per_task, TailStrategy::GuardWithIf).parallel(tile_o);
-      for (int tb = 1; tb <= 3; ++tb)
-        y.specialize(T == tb)
-            .split(t, to, ti, tb, TailStrategy::GuardWithIf)
-            .reorder(r, ti, to, tile_i, tile_o)
-            .unroll(ti);
-      y.split(t, to, ti, 4, TailStrategy::ShiftInwards).reorder(r, ti, to, tile_i, tile_o).unroll(ti);
-    }
+    Var to("to");
+    schedule_output(y, n, t, r, to, gemm, tokens, tiles_per_task, normal_scales);
     acc.compute_at(y, to).vectorize(r).unroll(t);
     acc.update().reorder(r, t, rg).vectorize(r).unroll(t);
     scaled.compute_at(acc, rg).vectorize(r).unroll(t);
@@ -360,72 +366,83 @@ class MatmulQ2K : public Generator<MatmulQ2K> {
 
 // Per-call activation preparation, one pass over X [K, T]:
 //   act=int8: xq = round(x / sx) in -127..127 with sx = max|x| / 127 per block
-//             of `quant_block` columns; xsum = fp32 sums per `sum_block`.
+//             of QB columns; xsum = fp32 sums per SB columns.
 //   act=sums: xsum only (fp32 activations used as they are).
 //   act=f32:  an fp32 copy of f16 activations, plus xsum.
+// X arrives twice, as 3-D views [QB, K/QB, T] and [SB, K/SB, T] of the same
+// memory, so that block indices need no division; QB and SB are multiples of
+// 16. Reductions run on 16 lanes first and reduce across lanes once per block.
 class MatmulQ2Act : public Generator<MatmulQ2Act> {
  public:
   GeneratorParam<std::string> act{"act", "int8"};      // int8 | sums | f32
   GeneratorParam<std::string> x_type{"x_type", "f32"};  // f32 | f16
 
-  Input<Buffer<void, 2>> x{"x"};          // [K, T] f32, or f16 bits as u16
-  Input<int> quant_block{"quant_block"};  // columns per int8 scale
-  Input<int> sum_block{"sum_block"};      // columns per fp32 sum
-  Output<Buffer<void, 2>> out_x{"out_x"};        // int8: xq i8; f32: x f32; sums: unused 1x1 f32
-  Output<Buffer<float, 2>> out_scale{"out_scale"};  // [K / quant_block, T] (unused 1x1 unless int8)
-  Output<Buffer<float, 2>> out_sum{"out_sum"};      // [K / sum_block, T]
+  Input<Buffer<void, 3>> xq_view{"xq_view"};   // [QB, K/QB, T] f32, or f16 bits as u16
+  Input<Buffer<void, 3>> xs_view{"xs_view"};   // [SB, K/SB, T], same memory
+  Output<Buffer<void, 3>> out_x{"out_x"};          // [QB, K/QB, T] int8: xq i8; f32: x f32; sums: unused
+  Output<Buffer<float, 2>> out_scale{"out_scale"};  // [K/QB, T] (int8; else unused)
+  Output<Buffer<float, 2>> out_sum{"out_sum"};      // [K/SB, T]
 
   void configure() {
-    x.set_type(std::string(x_type) == "f16" ? UInt(16) : Float(32));
+    const Type in = std::string(x_type) == "f16" ? UInt(16) : Float(32);
+    xq_view.set_type(in);
+    xs_view.set_type(in);
     out_x.set_type(std::string(act) == "int8" ? Int(8) : Float(32));
   }
 
   void generate() {
     const std::string mode = act;
-    Var k("k"), t("t"), blk("blk");
-    Func xf("xf");
-    if (std::string(x_type) == "f16") {
-      xf(k, t) = f16_bits_to_f32(x(k, t));
-    } else {
-      xf(k, t) = x(k, t);
-    }
-    Expr QB = quant_block, SB = sum_block;
+    const bool f16 = std::string(x_type) == "f16";
+    Var i("i"), blk("blk"), t("t"), l("l");
+    auto value = [&](Func in) {
+      Func f(in.name() + "_f32");
+      f(i, blk, t) = f16 ? f16_bits_to_f32(in(i, blk, t), false) : Expr(in(i, blk, t));
+      return f;
+    };
+    Func xq_in = value(xq_view), xs_in = value(xs_view);
 
-    RDom rsum(0, SB, "rsum");
+    // Sums per SB columns: 16 lane partial sums, then one reduction.
+    Expr SB = xs_view.dim(0).extent();
+    RDom rs(0, SB / 16, "rs");
+    Func sum16("sum16");
+    sum16(l, blk, t) = 0.0f;
+    sum16(l, blk, t) += xs_in(l + 16 * rs, blk, t);
+    RDom rl(0, 16, "rl");
     out_sum(blk, t) = 0.0f;
-    out_sum(blk, t) += xf(blk * SB + rsum, t);
+    out_sum(blk, t) += sum16(rl, blk, t);
 
     if (mode == "int8") {
-      RDom rq(0, QB, "rq");
-      Func amax("amax");
+      Expr QB = xq_view.dim(0).extent();
+      RDom rq(0, QB / 16, "rq");
+      Func max16("max16"), amax("amax");
+      max16(l, blk, t) = 0.0f;
+      max16(l, blk, t) = max(max16(l, blk, t), abs(xq_in(l + 16 * rq, blk, t)));
       amax(blk, t) = 0.0f;
-      amax(blk, t) = max(amax(blk, t), abs(xf(blk * QB + rq, t)));
+      amax(blk, t) = max(amax(blk, t), max16(rl, blk, t));
       out_scale(blk, t) = amax(blk, t) / 127.0f;
-      Expr a = amax(k / QB, t);
+      Expr a = amax(blk, t);
       Expr inv = select(a > 0.0f, 127.0f / a, 0.0f);
-      out_x(k, t) = i8(clamp(round(xf(k, t) * inv), -127.0f, 127.0f));
+      out_x(i, blk, t) = i8(clamp(round(xq_in(i, blk, t) * inv), -127.0f, 127.0f));
 
-      // One parallel loop over rows; per row: block maxima, then the
-      // quantized row, its scales and its sums.
-      out_x.parallel(t).vectorize(k, 64, TailStrategy::GuardWithIf);
-      amax.compute_at(out_x, t);
-      amax.update().atomic().vectorize(rq, 16, TailStrategy::GuardWithIf);
-      out_scale.parallel(t).vectorize(blk, 8, TailStrategy::GuardWithIf).compute_with(out_x, t);
-      out_sum.compute_with(out_x, t);
+      // amax feeds two outputs: computed first, row-parallel.
+      amax.compute_root().parallel(t);
+      amax.update().atomic().vectorize(rl).parallel(t);
+      max16.compute_at(amax, blk).vectorize(l);
+      max16.update().vectorize(l);
+      out_x.vectorize(i, 64, TailStrategy::GuardWithIf).parallel(t);
+      out_scale.vectorize(blk, 8, TailStrategy::GuardWithIf).parallel(t);
     } else {
       out_scale(blk, t) = 0.0f;
-      if (mode == "f32") {
-        out_x(k, t) = xf(k, t);
-        out_x.vectorize(k, 16, TailStrategy::GuardWithIf).parallel(t);
-      } else {
-        out_x(k, t) = 0.0f;
-      }
+      out_x(i, blk, t) = mode == "f32" ? Expr(xq_in(i, blk, t)) : 0.0f;
+      out_x.vectorize(i, 16, TailStrategy::GuardWithIf).parallel(t);
     }
-    out_sum.parallel(t).vectorize(blk, 8, TailStrategy::GuardWithIf);
-    out_sum.update().parallel(t).atomic().vectorize(rsum, 16, TailStrategy::GuardWithIf);
+    out_sum.parallel(t);
+    out_sum.update().atomic().vectorize(rl).parallel(t);
+    sum16.compute_at(out_sum, blk).vectorize(l);
+    sum16.update().vectorize(l);
 
-    x.dim(0).set_min(0).dim(0).set_stride(1).dim(1).set_min(0);
-    out_x.dim(0).set_min(0).dim(0).set_stride(1).dim(1).set_min(0);
+    for (auto* b : {&xq_view, &xs_view}) b->dim(0).set_min(0).dim(0).set_stride(1).dim(1).set_min(0).dim(2).set_min(0);
+    out_x.dim(0).set_min(0).dim(0).set_stride(1).dim(1).set_min(0).dim(2).set_min(0);
     out_scale.dim(0).set_min(0).dim(0).set_stride(1).dim(1).set_min(0);
     out_sum.dim(0).set_min(0).dim(0).set_stride(1).dim(1).set_min(0);
   }

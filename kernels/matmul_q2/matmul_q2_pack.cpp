@@ -108,6 +108,14 @@ CpuPackedWeights pack_cpu(Format f, const uint8_t* W, int64_t N, int64_t K, int 
   p.scales = HostTensor(DType::u8, {p.tiles, K / p.group, 2, kTileRows, 2});  // f16 bits as byte pairs
   if (!p.affine) p.subscales = HostTensor(DType::u8, {p.tiles, chunks, kTileRows});
   const int n_threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, p.tiles / 16 + 1)));
+  auto scan_normal = [&] {
+    const uint16_t* sc = p.scales.as<uint16_t>();
+    for (int64_t i = 0; i < p.scales.numel() / 2; ++i) {
+      const unsigned exp = sc[i] & 0x7c00u, mant = sc[i] & 0x03ffu;
+      if (exp == 0x7c00u || (exp == 0 && mant != 0)) return false;
+    }
+    return true;
+  };
   if (n_threads == 1) {
     pack_tiles(p, W, rb, 0, p.tiles);
   } else {
@@ -118,6 +126,7 @@ CpuPackedWeights pack_cpu(Format f, const uint8_t* W, int64_t N, int64_t K, int 
     }
     for (auto& t : pool) t.join();
   }
+  p.normal_scales = scan_normal();
   return p;
 }
 

@@ -32,6 +32,9 @@ struct CpuPackedWeights {
   // q2_k only: [tiles][K/16][16] the GGUF scale byte (sc | mn << 4) of each
   // row's 16-column sub-block.
   HostTensor subscales;
+  // Every f16 scale is a normal number or zero (no subnormal, Inf or NaN):
+  // the kernels may use their short f16 conversion.
+  bool normal_scales = true;
 };
 
 // Packs W [N, row_bytes(format, K)] (validated by the caller). Uses up to
