@@ -1,5 +1,6 @@
 #include "bench/bench_common.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <memory>
@@ -40,27 +41,33 @@ Roofline roofline(const Cost& c, const DeviceProfile& p, bool cold_memory) {
 }
 
 void set_counters(benchmark::State& state, const Cost& cost, const DeviceProfile& p, bool cold_memory) {
-  using benchmark::Counter;
-  const double iters = static_cast<double>(state.iterations());
-  state.counters["bytes"] = Counter(cost.bytes * iters, Counter::kIsRate, Counter::kIs1000);
-  state.counters["flops"] = Counter(cost.flops * iters, Counter::kIsRate, Counter::kIs1000);
-  if (cost.int_ops > 0) state.counters["int_ops"] = Counter(cost.int_ops * iters, Counter::kIsRate, Counter::kIs1000);
+  auto it = state.counters.find("seconds");
+  const double t = it == state.counters.end() ? 0.0 : it->second.value;
+  if (t <= 0) return;
+  state.counters["GB/s"] = cost.bytes / t / 1e9;
+  state.counters["GFLOP/s"] = cost.flops / t / 1e9;
+  if (cost.int_ops > 0) state.counters["GOP/s"] = cost.int_ops / t / 1e9;
   const Roofline r = roofline(cost, p, cold_memory);
-  // Roofline fraction = bound time / measured time per iteration; the
-  // kIsIterationInvariantRate flag makes benchmark divide by total time.
-  if (r.bound_seconds > 0)
-    state.counters["roofline"] = Counter(r.bound_seconds, Counter::kIsIterationInvariantRate);
+  if (r.bound_seconds > 0) state.counters["roofline"] = r.bound_seconds / t;
   state.SetLabel(r.bound_by.empty() ? p.label() : r.bound_by + "-bound");
 }
 
-void time_invocation(benchmark::State& state, Invocation& inv) {
+double time_invocation(benchmark::State& state, Invocation& inv) {
+  std::vector<double> times;
   for (auto _ : state) {
     const auto t0 = std::chrono::steady_clock::now();
     inv.execute();
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double dev = inv.last_device_seconds();
-    state.SetIterationTime(dev > 0 ? dev : wall);
+    const double t = dev > 0 ? dev : wall;
+    state.SetIterationTime(t);
+    times.push_back(t);
   }
+  if (times.empty()) return 0;
+  std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
+  const double median = times[times.size() / 2];
+  state.counters["seconds"] = median;
+  return median;
 }
 
 void register_op_cases(const std::string& op) {

@@ -26,12 +26,18 @@ struct Roofline {
 };
 Roofline roofline(const Cost& c, const DeviceProfile& p, bool cold_memory = true);
 
-// Sets bytes_per_second, flops, int_ops, GB/s, GFLOP/s, roofline counters for
-// a case whose iterations each did `cost`.
+// Sets the counters of a case whose iterations each did `cost`, from the
+// median per-iteration time in state.counters["seconds"] (which
+// time_invocation sets; set it yourself if you time differently):
+// GB/s, GFLOP/s, GOP/s (int8 paths), roofline (fraction of the bound).
+// Google Benchmark's own rate counters divide by the main thread's CPU time,
+// which is wrong for multi-threaded and device kernels, hence plain values.
 void set_counters(benchmark::State& state, const Cost& cost, const DeviceProfile& p, bool cold_memory = true);
 
-// Runs `inv` once per iteration; reports device time if available.
-void time_invocation(benchmark::State& state, Invocation& inv);
+// Runs `inv` once per iteration; the iteration time is the device time where
+// the backend has timestamps, else wall time. Stores the median in
+// state.counters["seconds"] and returns it.
+double time_invocation(benchmark::State& state, Invocation& inv);
 
 // Registers one benchmark per (case tagged "bench", kernel, device) of `op`:
 // named "<op>/<backend>/<variant>/<case name>".

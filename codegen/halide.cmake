@@ -22,3 +22,91 @@ function(ek_add_halide_library LIB)
                      TARGETS ${ARG_TARGETS} PARAMS ${ARG_PARAMS} ${extra})
   target_link_libraries(edgekernels PRIVATE ${LIB})
 endfunction()
+
+# ---------------------------------------------------------------------------
+# Per-ISA variants.
+#
+# A CPU kernel ships as several AOT libraries of one generator: one per ISA
+# (the runtime picks by the CPU profile, so a baseline variant always exists)
+# and per schedule (hand-written, or the autoscheduler's). ISA names and what
+# they compile for:
+#   x86-64:  sse41 (baseline), avx2 (+fma, f16c), avx512 (Skylake-X set)
+#   aarch64: neon (baseline), dotprod
+# EK_HALIDE_ISAS lists the hand-scheduled ISAs of this architecture,
+# EK_HALIDE_AUTO_ISAS the autoscheduled ones. The C++ side that registers the
+# variants lists the same names per architecture (see kernels/rms_norm/rms_norm_cpu.cpp).
+if(EK_ARCH_X86)
+  set(EK_HALIDE_ISAS sse41 avx2 avx512)
+  set(EK_HALIDE_AUTO_ISAS avx2 avx512)
+elseif(EK_ARCH_ARM)
+  set(EK_HALIDE_ISAS neon)
+  set(EK_HALIDE_AUTO_ISAS neon)
+else()
+  set(EK_HALIDE_ISAS "")
+  set(EK_HALIDE_AUTO_ISAS "")
+endif()
+
+# The autoscheduler and the machine it assumes: parallelism (cores), last-level
+# cache bytes, and the cost of a load relative to arithmetic (Halide 14's
+# MachineParams). Adams2019 uses its built-in cost model weights.
+set(EK_HALIDE_AUTOSCHEDULER "Halide::Adams2019" CACHE STRING
+    "Autoscheduler plugin target for the halide_auto_* variants (Halide::Adams2019 or Halide::Mullapudi2016)")
+set(EK_HALIDE_MACHINE_PARAMS "8,16777216,40" CACHE STRING
+    "Halide machine_params for the autoscheduler: parallelism,llc_bytes,balance")
+
+# ek_halide_isa_target(<isa> <out-var>): the Halide target of an ISA name.
+function(ek_halide_isa_target ISA OUT)
+  if(ISA STREQUAL "sse41" OR ISA STREQUAL "neon")
+    set(t "${EK_HALIDE_BASE_TARGET}")
+  elseif(ISA STREQUAL "avx2")
+    set(t "${EK_HALIDE_AVX2_TARGET}")
+  elseif(ISA STREQUAL "avx512")
+    set(t "${EK_HALIDE_AVX512_TARGET}")
+  elseif(ISA STREQUAL "avx512_vnni")
+    set(t "${EK_HALIDE_AVX512_VNNI_TARGET}")
+  elseif(ISA STREQUAL "dotprod")
+    set(t "${EK_HALIDE_DOTPROD_TARGET}")
+  endif()
+  if(NOT t)
+    message(FATAL_ERROR "ek_halide_isa_target: no Halide target for ISA '${ISA}' on ${CMAKE_SYSTEM_PROCESSOR}")
+  endif()
+  set(${OUT} "${t}" PARENT_SCOPE)
+endfunction()
+
+# ek_add_halide_variants(<prefix> FROM <generator target> GENERATOR <name>
+#                        [PARAMS k=v ...]       instantiation, for every variant
+#                        [HAND_PARAMS k=v ...]  schedule knobs of the hand variants
+#                        [ISAS isa ...]         default EK_HALIDE_ISAS
+#                        [AUTO_ISAS isa ...]    default EK_HALIDE_AUTO_ISAS
+#                        [NO_AUTO])
+# adds, linked into edgekernels, the AOT libraries
+#   <prefix>_<isa>        hand schedule, one per ISA
+#   <prefix>_auto_<isa>   autoscheduled (EK_HALIDE_AUTOSCHEDULER), one per AUTO_ISA
+# each with its function (and header <lib>.h) named like the library. All take
+# a leading user_context argument: kernels pass a per-call context that
+# collects Halide's error messages (backends/cpu/halide_call.h).
+function(ek_add_halide_variants PREFIX)
+  cmake_parse_arguments(ARG "NO_AUTO" "FROM;GENERATOR" "PARAMS;HAND_PARAMS;ISAS;AUTO_ISAS" ${ARGN})
+  if(NOT ARG_ISAS)
+    set(ARG_ISAS ${EK_HALIDE_ISAS})
+  endif()
+  if(NOT ARG_AUTO_ISAS)
+    set(ARG_AUTO_ISAS ${EK_HALIDE_AUTO_ISAS})
+  endif()
+  if(ARG_NO_AUTO)
+    set(ARG_AUTO_ISAS "")
+  endif()
+  foreach(isa IN LISTS ARG_ISAS)
+    ek_halide_isa_target(${isa} target)
+    ek_add_halide_library(${PREFIX}_${isa} FROM ${ARG_FROM} GENERATOR ${ARG_GENERATOR}
+                          TARGETS ${target} FEATURES user_context
+                          PARAMS ${ARG_PARAMS} ${ARG_HAND_PARAMS})
+  endforeach()
+  foreach(isa IN LISTS ARG_AUTO_ISAS)
+    ek_halide_isa_target(${isa} target)
+    ek_add_halide_library(${PREFIX}_auto_${isa} FROM ${ARG_FROM} GENERATOR ${ARG_GENERATOR}
+                          TARGETS ${target} FEATURES user_context
+                          AUTOSCHEDULER ${EK_HALIDE_AUTOSCHEDULER}
+                          PARAMS ${ARG_PARAMS} machine_params=${EK_HALIDE_MACHINE_PARAMS})
+  endforeach()
+endfunction()

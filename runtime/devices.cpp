@@ -1,5 +1,6 @@
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -19,9 +20,13 @@ DeviceSet open_devices(const std::string& backends) {
   auto is_wanted = [&](const std::string& b) {
     return wanted.empty() || std::find(wanted.begin(), wanted.end(), b) != wanted.end();
   };
+  const auto known = known_backends();
+  for (const std::string& w : wanted)
+    if (std::find(known.begin(), known.end(), w) == known.end())
+      throw InvalidArgument(cat("unknown backend '", w, "' (known: cpu, vulkan, opencl)"));
   DeviceSet set;
   const auto registered = registered_backends();
-  for (const std::string& name : known_backends()) {
+  for (const std::string& name : known) {
     if (!is_wanted(name)) continue;
     DeviceScan scan;
     scan.backend = name;
@@ -37,9 +42,6 @@ DeviceSet open_devices(const std::string& backends) {
     }
     set.scans.push_back(std::move(scan));
   }
-  for (const std::string& w : wanted)
-    if (std::find(known_backends().begin(), known_backends().end(), w) == known_backends().end())
-      throw InvalidArgument(cat("unknown backend '", w, "' (known: cpu, vulkan, opencl)"));
   return set;
 }
 
