@@ -87,12 +87,12 @@ std::vector<OpCase> cases() {
     // Edges: N not a multiple of the 16-row tile, K = one block, odd T.
     const int64_t B = fi.block_elems;
     add(f, "edge: K one block", 1, 16, B, {"edge", "smoke"});
-    add(f, "edge: N=1", 3, 1, 2 * B, {"edge"}, true);
-    add(f, "edge: N=17 K one block", 8, 17, B, {"edge"});
-    add(f, "edge: N=100", 64, 100, 4 * B, {"edge"}, true, true);
-    add(f, "edge: N=33", 512, 33, 2 * B, {"edge"});
-    add(f, "edge: T=5 N=250", 5, 250, 3 * B, {"edge"}, false, true);
-    add(f, "edge: T=17", 17, 40, 2 * B, {"edge"}, true);
+    add(f, "edge: one row", 3, 1, 2 * B, {"edge"}, true);
+    add(f, "edge: N off-tile, K one block", 8, 17, B, {"edge"});
+    add(f, "edge: N off-tile", 64, 100, 4 * B, {"edge"}, true, true);
+    add(f, "edge: N off-tile, long T", 512, 33, 2 * B, {"edge"});
+    add(f, "edge: odd T", 5, 250, 3 * B, {"edge"}, false, true);
+    add(f, "edge: T just above the GEMM threshold", 17, 40, 2 * B, {"edge"}, true);
   }
   return out;
 }

@@ -143,5 +143,62 @@ double packed_weight(const CpuPackedWeights& p, int64_t n, int64_t k) {
   return s0 * (sb & 15) * q - s1 * (sb >> 4);
 }
 
+GpuPackedWeights pack_gpu(Format f, const uint8_t* W, int64_t N, int64_t K) {
+  GpuPackedWeights p;
+  p.format = f;
+  p.N = N;
+  p.K = K;
+  p.affine = f != Format::q2_k;
+  p.group = f == Format::q2g64 ? 64 : f == Format::q2g128 ? 128 : 256;
+  const FormatInfo& fi = info(f);
+  const int64_t rb = row_bytes(f, K), words = K / 16, blocks = K / fi.block_elems;
+  p.codes.assign(static_cast<size_t>(N * words), 0);
+  p.scales.assign(static_cast<size_t>(N * (K / p.group)), 0);
+  if (!p.affine) p.subscales.assign(static_cast<size_t>(N * (K / 64)), 0);
+  std::vector<uint8_t> codes(static_cast<size_t>(K));
+  for (int64_t n = 0; n < N; ++n) {
+    const uint8_t* row = W + n * rb;
+    row_codes(f, row, K, codes.data());
+    uint32_t* cw = p.codes.data() + n * words;
+    for (int64_t w = 0; w < words; ++w) {
+      uint32_t v = 0;
+      for (int i = 0; i < 16; ++i) v |= static_cast<uint32_t>(codes[16 * w + i]) << (2 * i);
+      cw[w] = v;
+    }
+    for (int64_t b = 0; b < blocks; ++b) {
+      const uint8_t* blk = row + b * fi.block_bytes;
+      uint32_t& s = p.scales[static_cast<size_t>(n * blocks + b)];
+      switch (f) {
+        case Format::q2g64:
+        case Format::q2g128:
+          s = load_u16(blk) | (static_cast<uint32_t>(load_u16(blk + 2)) << 16);
+          break;
+        case Format::tq2_0: {
+          const uint32_t d = load_u16(blk + 64);
+          s = d | ((d ^ 0x8000u) << 16);
+          break;
+        }
+        case Format::q2_k:
+          s = load_u16(blk + 80) | (static_cast<uint32_t>(load_u16(blk + 82)) << 16);
+          for (int w4 = 0; w4 < 4; ++w4)
+            p.subscales[static_cast<size_t>(n * (K / 64) + b * 4 + w4)] =
+                blk[4 * w4] | (blk[4 * w4 + 1] << 8) | (blk[4 * w4 + 2] << 16) | (static_cast<uint32_t>(blk[4 * w4 + 3]) << 24);
+          break;
+      }
+    }
+  }
+  return p;
+}
+
+double packed_weight(const GpuPackedWeights& p, int64_t n, int64_t k) {
+  const int q = (p.codes[static_cast<size_t>(n * (p.K / 16) + k / 16)] >> (2 * (k % 16))) & 3;
+  const uint32_t s = p.scales[static_cast<size_t>(n * (p.K / p.group) + k / p.group)];
+  const double lo = f16_to_f32(static_cast<uint16_t>(s & 0xffff)), hi = f16_to_f32(static_cast<uint16_t>(s >> 16));
+  if (p.affine) return lo * q + hi;
+  const uint32_t sw = p.subscales[static_cast<size_t>(n * (p.K / 64) + k / 64)];
+  const uint32_t sb = (sw >> (8 * ((k / 16) % 4))) & 0xff;
+  return lo * (sb & 15) * q - hi * (sb >> 4);
+}
+
 }  // namespace q2
 }  // namespace ek

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "kernels/common/tensor.h"
 #include "kernels/matmul_q2/matmul_q2.h"
@@ -43,6 +44,27 @@ CpuPackedWeights pack_cpu(Format f, const uint8_t* W, int64_t N, int64_t K, int 
 
 // Decodes weight (n, k) back from the packed layout (tests: the repack is lossless).
 double packed_weight(const CpuPackedWeights& p, int64_t n, int64_t k);
+
+// The GPU row layout the Vulkan and OpenCL kernels read (README.md, "GPU row
+// layout"): every row is 64-column chunks of 16-byte code vectors, so a work
+// item loads one uvec4 / uint4 per chunk and never straddles a scale group.
+struct GpuPackedWeights {
+  Format format = Format::q2g128;
+  int64_t N = 0, K = 0;
+  bool affine = true;
+  int group = 128;  // affine: columns per (d, m); q2_k: 256
+  // [N][K/16] u32: word w holds the codes of columns 16w..16w+15, column
+  // 16w + i in bits 2i..2i+1.
+  std::vector<uint32_t> codes;
+  // affine: [N][K/group] u32 = f16 d | f16 m << 16 (tq2_0: m = -d).
+  // q2_k:   [N][K/256] u32 = f16 d | f16 dmin << 16.
+  std::vector<uint32_t> scales;
+  // q2_k only: [N][K/64] u32: byte b = the GGUF scale byte (sc | mn << 4) of
+  // sub-block 4w + b (columns 16(4w+b) ..).
+  std::vector<uint32_t> subscales;
+};
+GpuPackedWeights pack_gpu(Format f, const uint8_t* W, int64_t N, int64_t K);
+double packed_weight(const GpuPackedWeights& p, int64_t n, int64_t k);
 
 }  // namespace q2
 }  // namespace ek
