@@ -159,7 +159,9 @@ class CpuMatmulQ2Invocation : public Invocation {
     const bool padded = n_pad_ != a_.N;
     float* y_data = padded ? y_pad_.as<float>() : call_.get("Y").as<float>();
     const int tiles = static_cast<int>(w_.tiles), chunks = K / kChunkCols;
-    HBuf<uint8_t> codes(w_.codes.as<uint8_t>(), 64, chunks, tiles);
+    // int8 kernels read the chunks as bytes, fp32 kernels as one u32 per row.
+    HBuf<void> codes = v_.int8 ? HBuf<void>(halide_type_t(halide_type_uint, 8), w_.codes.data(), 64, chunks, tiles)
+                               : HBuf<void>(halide_type_t(halide_type_uint, 32), w_.codes.data(), kTileRows, chunks, tiles);
     HBuf<float> bias(bias_.as<float>(), static_cast<int>(n_pad_));
     const bool gemm = a_.T >= gemm_min_tokens_;
     const int64_t panels = gemm ? (a_.T + token_panel_ - 1) / token_panel_ : 1;
