@@ -217,8 +217,10 @@ class MatmulQ2Affine : public Generator<MatmulQ2Affine> {
       Expr chunk_s = g * (G / kChunkCols) + rs.w * 4 + rs.z;
       Expr byte = codes(r * 4 + rs.x, chunk_s, tile);
       Expr col = chunk_s * kChunkCols + rs.y * 4 + rs.x;
+      // ARM's sdot wants both operands signed: codes 0..3 are valid int8.
+      Expr code = target.arch == Target::ARM ? i8(code_of(byte, rs.y)) : code_of(byte, rs.y);
       part(r, t, g, tile) = 0;
-      part(r, t, g, tile) += i32(widening_mul(code_of(byte, rs.y), x(col, t)));
+      part(r, t, g, tile) += i32(widening_mul(code, x(col, t)));
       dot = part(r, t, g, tile);
       rc = rs;
     } else {
@@ -352,8 +354,9 @@ class MatmulQ2K : public Generator<MatmulQ2K> {
       sub_dot(r, t, s, tile) += i32(pairs(rh, r, t, s, tile));
     } else if (int8) {
       Expr byte = codes(r * 4 + rs.x, s, tile);
+      Expr code = target.arch == Target::ARM ? i8(code_of(byte, rs.y)) : code_of(byte, rs.y);
       sub_dot(r, t, s, tile) = 0;
-      sub_dot(r, t, s, tile) += i32(widening_mul(code_of(byte, rs.y), x(s * kChunkCols + rs.y * 4 + rs.x, t)));
+      sub_dot(r, t, s, tile) += i32(widening_mul(code, x(s * kChunkCols + rs.y * 4 + rs.x, t)));
     } else {
       Expr word = codes(r, s, tile);
       RDom rq(0, 4, "rq");
