@@ -291,6 +291,13 @@ TEST(MatmulQ2Pack, LosslessForEveryFormat) {
       for (int64_t n = N; n < 48; ++n)
         for (int64_t k = 0; k < K; k += 7) ASSERT_EQ(q2::packed_weight(p, n, k), 0.0);
     }
+    const auto g = q2::pack_gpu(fi.format, W.data(), N, K);
+    std::vector<double> row(static_cast<size_t>(K));
+    for (int64_t n = 0; n < N; ++n) {
+      q2::dequantize_row(fi.format, W.data() + n * rb, K, row.data());
+      for (int64_t k = 0; k < K; ++k)
+        ASSERT_EQ(q2::packed_weight(g, n, k), row[k]) << "gpu " << fi.name << " n=" << n << " k=" << k;
+    }
   }
 }
 

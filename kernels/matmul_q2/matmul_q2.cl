@@ -12,8 +12,8 @@
 // dequantized W and X in local memory 64 columns at a time, each work item
 // accumulates RN x RT outputs.
 //
-// Build options (-D): Q2K, X_F16 (X is f16, read with vload_half4),
-// GEMV: WG, ROWS, NT, USE_SUBGROUPS; GEMM: TILE_N, TILE_T, RN, RT.
+// Build options (-D): Q2K, X_F16 (X is f16, read with vload_half*),
+// GEMV: WG, ROWS, NT, VEC (4 or 16), USE_SUBGROUPS; GEMM: TILE_N, TILE_T, RN, RT.
 
 #if USE_SUBGROUPS && defined(cl_khr_subgroups)
 #pragma OPENCL EXTENSION cl_khr_subgroups : enable
@@ -33,20 +33,40 @@ float f16_bits(uint h) {
   return vload_half(0, (const __private half*)&s);
 }
 
-float4 codes4(uint word, uint i) {
-  const uint b = word >> (8u * i);
-  return (float4)((float)(b & 3u), (float)((b >> 2) & 3u), (float)((b >> 4) & 3u), (float)((b >> 6) & 3u));
-}
-
 #ifdef ROWS
+// VEC lanes of a 16-code word as floats and as X: VEC = 16 on CPU drivers
+// (one AVX-512 vector per word; PoCL does not vectorise across a group's
+// work items here), 4 on GPUs (float4 registers).
+#define EK_CAT2(a, b) a##b
+#define EK_CAT(a, b) EK_CAT2(a, b)
+#define VT EK_CAT(float, VEC)
+#define UT EK_CAT(uint, VEC)
+#if X_F16
+#define LOAD_XV(p, i) EK_CAT(vload_half, VEC)((i), (p))
+#else
+#define LOAD_XV(p, i) EK_CAT(vload, VEC)((i), (p))
+#endif
+#if VEC == 16
+#define CODE_SHIFTS (UT)(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+#define HSUM(v) (dot((v).s0123, (float4)(1.0f)) + dot((v).s4567, (float4)(1.0f)) + dot((v).s89ab, (float4)(1.0f)) + \
+                 dot((v).scdef, (float4)(1.0f)))
+#elif VEC == 4
+#define CODE_SHIFTS (UT)(0, 2, 4, 6)
+#define HSUM(v) dot((v), (float4)(1.0f))
+#else
+#error "VEC must be 4 or 16"
+#endif
+
 __kernel void ek_matmul_q2_gemv(__global const uint4* codes, __global const uint* scales, __global const uint* subs,
                                 __global const XT* x, __global const float* bias, __global float* y, const uint N,
                                 const uint K, const uint G, const uint t0, const uint has_bias) {
   const uint row0 = get_group_id(0) * ROWS;
   const uint lid = get_local_id(0);
   const uint chunks = K / 64u;
-  float acc[ROWS * NT];
-  for (uint i = 0; i < ROWS * NT; ++i) acc[i] = 0.0f;
+  // Per (row, token) a VEC-wide partial: dequantized weights times X, lanes
+  // summed once at the end.
+  VT vacc[ROWS * NT];
+  for (uint i = 0; i < ROWS * NT; ++i) vacc[i] = (VT)(0.0f);
 
   for (uint c = lid; c < chunks; c += WG) {
     for (uint r = 0; r < ROWS; ++r) {
@@ -62,25 +82,26 @@ __kernel void ek_matmul_q2_gemv(__global const uint4* codes, __global const uint
 #endif
       const uint words[4] = {cw.x, cw.y, cw.z, cw.w};
       for (uint w = 0; w < 4u; ++w) {
-        const uint word = words[w];
-        const float4 q0 = codes4(word, 0), q1 = codes4(word, 1), q2 = codes4(word, 2), q3 = codes4(word, 3);
 #if Q2K
         const uint s8 = (sb >> (8u * w)) & 0xffu;
         const float scale = d * (float)(s8 & 15u), offset = -dmin * (float)(s8 >> 4);
 #else
         const float scale = d, offset = m;
 #endif
-        for (uint t = 0; t < NT; ++t) {
-          const uint base = (t0 + t) * (K / 4u) + c * 16u + w * 4u;
-          const float4 a0 = LOAD_X4(x, base), a1 = LOAD_X4(x, base + 1u), a2 = LOAD_X4(x, base + 2u),
-                       a3 = LOAD_X4(x, base + 3u);
-          const float qx = dot(q0, a0) + dot(q1, a1) + dot(q2, a2) + dot(q3, a3);
-          const float xs = dot(a0 + a1 + a2 + a3, (float4)(1.0f));
-          acc[r * NT + t] += scale * qx + offset * xs;
+        for (uint v = 0; v < 16u / VEC; ++v) {
+          // Codes 16w' + VEC v + i are bits 2 (VEC v + i) of the word.
+          const VT q = EK_CAT(convert_float, VEC)(((UT)(words[w] >> (2u * VEC * v)) >> CODE_SHIFTS) & (UT)(3u));
+          const VT wv = mad(q, (VT)(scale), (VT)(offset));
+          for (uint t = 0; t < NT; ++t) {
+            const uint xv = ((t0 + t) * K + c * 64u + w * 16u) / VEC + v;
+            vacc[r * NT + t] = mad(wv, LOAD_XV(x, xv), vacc[r * NT + t]);
+          }
         }
       }
     }
   }
+  float acc[ROWS * NT];
+  for (uint i = 0; i < ROWS * NT; ++i) acc[i] = HSUM(vacc[i]);
 
 #if WG == 1
   for (uint r = 0; r < ROWS; ++r)
