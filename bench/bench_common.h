@@ -48,8 +48,10 @@ void register_op_cases(const std::string& op);
 // larger than the last-level cache) with a static
 //   const ek::bench::RegisterCases reg([] { benchmark::RegisterBenchmark(...); });
 // The function runs after the devices are open, before benchmarks start.
+// Pass `replaces_op` when the function registers that op's "bench" cases
+// itself (with extra counters), so the generic list does not repeat them.
 struct RegisterCases {
-  explicit RegisterCases(void (*fn)());
+  explicit RegisterCases(void (*fn)(), const char* replaces_op = nullptr);
 };
 // Runs every generic op registration, then every RegisterCases function.
 void register_all_cases();

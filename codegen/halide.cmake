@@ -3,11 +3,12 @@
 #
 # ek_add_halide_library(LIB FROM <generator target> GENERATOR <name>
 #                       [TARGETS t1 ...] [AUTOSCHEDULER Halide::Adams2019]
-#                       [PARAMS k=v ...])
+#                       [PARAMS k=v ...] [FEATURES f ...] [EMIT_SCHEDULE])
 # adds a static AOT library whose function is named LIB and links it into
-# edgekernels. Targets default to EK_HALIDE_BASE_TARGET.
+# edgekernels. Targets default to EK_HALIDE_BASE_TARGET. EMIT_SCHEDULE also
+# writes the schedule the autoscheduler chose to <build dir>/LIB.schedule.h.
 function(ek_add_halide_library LIB)
-  cmake_parse_arguments(ARG "" "FROM;GENERATOR;AUTOSCHEDULER" "TARGETS;PARAMS;FEATURES" ${ARGN})
+  cmake_parse_arguments(ARG "EMIT_SCHEDULE" "FROM;GENERATOR;AUTOSCHEDULER" "TARGETS;PARAMS;FEATURES" ${ARGN})
   if(NOT ARG_TARGETS)
     set(ARG_TARGETS "${EK_HALIDE_BASE_TARGET}")
   endif()
@@ -17,6 +18,9 @@ function(ek_add_halide_library LIB)
   endif()
   if(ARG_FEATURES)
     list(APPEND extra FEATURES ${ARG_FEATURES})
+  endif()
+  if(ARG_EMIT_SCHEDULE)
+    list(APPEND extra SCHEDULE schedule_file)
   endif()
   add_halide_library(${LIB} FROM ${ARG_FROM} GENERATOR ${ARG_GENERATOR}
                      TARGETS ${ARG_TARGETS} PARAMS ${ARG_PARAMS} ${extra})
@@ -78,15 +82,20 @@ endfunction()
 #                        [HAND_PARAMS k=v ...]  schedule knobs of the hand variants
 #                        [ISAS isa ...]         default EK_HALIDE_ISAS
 #                        [AUTO_ISAS isa ...]    default EK_HALIDE_AUTO_ISAS
+#                        [AUTOSCHEDULER tgt]    default EK_HALIDE_AUTOSCHEDULER
 #                        [NO_AUTO])
 # adds, linked into edgekernels, the AOT libraries
 #   <prefix>_<isa>        hand schedule, one per ISA
-#   <prefix>_auto_<isa>   autoscheduled (EK_HALIDE_AUTOSCHEDULER), one per AUTO_ISA
+#   <prefix>_auto_<isa>   autoscheduled (EK_HALIDE_AUTOSCHEDULER), one per AUTO_ISA;
+#                         the chosen schedule is kept as <lib>.schedule.h in the build dir
 # each with its function (and header <lib>.h) named like the library. All take
 # a leading user_context argument: kernels pass a per-call context that
 # collects Halide's error messages (backends/cpu/halide_call.h).
 function(ek_add_halide_variants PREFIX)
-  cmake_parse_arguments(ARG "NO_AUTO" "FROM;GENERATOR" "PARAMS;HAND_PARAMS;ISAS;AUTO_ISAS" ${ARGN})
+  cmake_parse_arguments(ARG "NO_AUTO" "FROM;GENERATOR;AUTOSCHEDULER" "PARAMS;HAND_PARAMS;ISAS;AUTO_ISAS" ${ARGN})
+  if(NOT ARG_AUTOSCHEDULER)
+    set(ARG_AUTOSCHEDULER ${EK_HALIDE_AUTOSCHEDULER})
+  endif()
   if(NOT ARG_ISAS)
     set(ARG_ISAS ${EK_HALIDE_ISAS})
   endif()
@@ -106,7 +115,7 @@ function(ek_add_halide_variants PREFIX)
     ek_halide_isa_target(${isa} target)
     ek_add_halide_library(${PREFIX}_auto_${isa} FROM ${ARG_FROM} GENERATOR ${ARG_GENERATOR}
                           TARGETS ${target} FEATURES user_context
-                          AUTOSCHEDULER ${EK_HALIDE_AUTOSCHEDULER}
+                          AUTOSCHEDULER ${ARG_AUTOSCHEDULER} EMIT_SCHEDULE
                           PARAMS ${ARG_PARAMS} machine_params=${EK_HALIDE_MACHINE_PARAMS})
   endforeach()
 endfunction()

@@ -67,7 +67,10 @@ void make_dirs(const std::string& path) {
 
 void ensure_peaks(Device& dev, bool remeasure, double seconds_budget) {
   DeviceProfile& p = dev.mutable_profile();
-  const std::string file = cache_dir() + "/peaks-" + p.backend + "-" + p.fingerprint() + ".json";
+  // Bump the version when a microbenchmark changes so stale peaks are re-measured.
+  constexpr int kPeaksVersion = 2;
+  const std::string file = cache_dir() + "/peaks-v" + std::to_string(kPeaksVersion) + "-" + p.backend + "-" +
+                           p.fingerprint() + ".json";
   if (!remeasure) {
     std::ifstream in(file);
     if (in) {

@@ -60,7 +60,7 @@ TEST(Profile, FingerprintDependsOnIdentityOnly) {
 
 TEST(Profile, ShippedProfilesLoad) {
   for (const char* f : {"mobile-adreno-740-vulkan.json", "mobile-mali-g715-vulkan.json",
-                        "mobile-adreno-740-opencl.json", "arm64-cortex-x3-cpu.json", "x86-64-avx512-vnni-cpu.json"}) {
+                        "mobile-adreno-740-opencl.json", "arm64-cortex-x3-cpu.json", "x86-64-avx512-vnni-cpu.json", "lavapipe-vulkan.json", "pocl-opencl.json"}) {
     SCOPED_TRACE(f);
     const DeviceProfile p = load_profile(kProfiles + f);
     EXPECT_FALSE(p.device_name.empty());

@@ -4,6 +4,10 @@
 // rms_norm and causal_conv1d over its op's case list against the reference.
 // Skips (with the scan notes) where no Vulkan device exists.
 #include <gtest/gtest.h>
+
+#if !EK_HAVE_VULKAN
+TEST(Vulkan, NotBuilt) { GTEST_SKIP() << "the Vulkan backend is not built (EK_WITH_VULKAN=OFF, or no glslc/headers)"; }
+#else
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -262,6 +266,52 @@ TEST_F(Vulkan, MeasuresPeaks) {
   }
 }
 
+// The packed int8 dot products of ek_int_dot.glsl (GL_EXT_spirv_intrinsics)
+// compute what they should.
+TEST_F(Vulkan, IntegerDotProductIntrinsics) {
+  if (!find_embedded("vulkan/selftest.int8_dot.spv")) GTEST_SKIP() << "glslc lacks GL_EXT_spirv_intrinsics";
+  for (VulkanDevice* d : devices()) {
+    if (!d->profile().has("int_dot_product")) continue;
+    const uint32_t n = 1000;
+    std::mt19937 rng(3);
+    std::vector<uint32_t> a(n), b(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      a[i] = rng();
+      b[i] = rng();
+    }
+    a[0] = 0x80808080u;  // -128 x 255 extremes
+    b[0] = 0xffffffffu;
+    auto ba = d->create_buffer(n * 4), bb = d->create_buffer(n * 4), out = d->create_buffer(n * 12);
+    d->upload(*ba, 0, a.data(), n * 4);
+    d->upload(*bb, 0, b.data(), n * 4);
+    VulkanSequence seq(*d);
+    Dispatch k;
+    k.shader = "vulkan/selftest.int8_dot.spv";
+    k.spec = {64};
+    k.push.u32(n);
+    k.buffers = {{ba, 0, 0}, {bb, 0, 0}, {out, 0, 0}};
+    k.groups = {{static_cast<uint32_t>(ceil_div(n, 64)), 1, 1}};
+    seq.add(std::move(k));
+    seq.run();
+    std::vector<int32_t> res(3 * n);
+    d->download(*out, 0, res.data(), res.size() * 4);
+    for (uint32_t i = 0; i < n; ++i) {
+      int32_t ss = 0, su = 0;
+      uint32_t uu = 0;
+      for (int l = 0; l < 4; ++l) {
+        const int8_t as = static_cast<int8_t>(a[i] >> (8 * l)), bs = static_cast<int8_t>(b[i] >> (8 * l));
+        const uint8_t au = static_cast<uint8_t>(a[i] >> (8 * l)), bu = static_cast<uint8_t>(b[i] >> (8 * l));
+        ss += as * bs;
+        su += as * bu;
+        uu += uint32_t(au) * bu;
+      }
+      ASSERT_EQ(res[3 * i], ss) << "sdot " << i;
+      ASSERT_EQ(res[3 * i + 1], su) << "sudot " << i;
+      ASSERT_EQ(static_cast<uint32_t>(res[3 * i + 2]), uu) << "udot " << i;
+    }
+  }
+}
+
 // ---------------------------------------------------------------- operators
 
 // Runs `k` on `c` and checks every output against the reference.
@@ -339,6 +389,39 @@ TEST_F(Vulkan, CausalConv1dTunables) {
   for (VulkanDevice* d : devices()) check_tunables(*d, "causal_conv1d");
 }
 
+// Paths the shared case lists do not reach: f16 rows without a vec4 multiple
+// (packed-pair loads), rows wider than the workgroup, f16 state without bias.
+TEST_F(Vulkan, ExtraShapesMatchReference) {
+  std::vector<OpCase> cases;
+  for (int64_t dim : {1, 2, 3, 5, 1023, 4097})
+    for (int64_t gated : {0, 1}) {
+      OpCase c;
+      c.op = "rms_norm";
+      c.name = cat("f16 dim=", dim, gated ? " gated" : "");
+      c.dims = {{"rows", 3}, {"dim", dim}, {"gated", gated}, {"f16", 1}};
+      c.params.set("eps", 1e-5);
+      cases.push_back(c);
+    }
+  for (int64_t W : {2, 3, 4})
+    for (int64_t T : {1, 2, 3, 40}) {
+      OpCase c;
+      c.op = "causal_conv1d";
+      c.name = cat("f16 W=", W, " T=", T, " state, no bias");
+      c.dims = {{"B", 2}, {"T", T}, {"D", 7}, {"W", W}, {"bias", 0}, {"state", 1}, {"f16", 1}};
+      c.params.set("silu", false);
+      cases.push_back(c);
+    }
+  for (VulkanDevice* d : devices())
+    for (const OpCase& c : cases)
+      for (const KernelImpl* k : Registry::instance().kernels(c.op, "vulkan")) {
+        SCOPED_TRACE(k->id() + " / " + c.name);
+        check_case(*d, *k, c, k->default_tuning(), false);
+        Tuning t = k->default_tuning();
+        t["block"] = 64;  // the GPU-style width on any device
+        check_case(*d, *k, c, t, false);
+      }
+}
+
 TEST_F(Vulkan, SelectionPrefersSubgroupAndFallsBack) {
   for (VulkanDevice* d : devices()) {
     const OpDef& def = Registry::instance().op("rms_norm");
@@ -397,3 +480,4 @@ TEST(VulkanLoader, MissingLoaderIsReportedNotFatal) {
 
 }  // namespace
 }  // namespace ek
+#endif  // EK_HAVE_VULKAN

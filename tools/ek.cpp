@@ -138,11 +138,11 @@ struct BenchPreset {
   const char* doc;
 };
 const BenchPreset kPresets[] = {
-    {"quick", ".*", ".*", "every op's benchmark cases, short timing (the main job's sweep)"},
+    {"quick", ".*", "(T=1$|T=1 |decode)", "decode-size cases of every op on every device (the main job's sweep)"},
     {"foundation", "rms_norm|causal_conv1d", ".*", "rms_norm and causal_conv1d"},
     {"matmul", "matmul_q2", ".*", "2-bit matmul: decode GEMV cold/hot and prefill GEMM"},
     {"scan", "selective_scan|ssd_scan", ".*", "Mamba-1 and Mamba-2 scans and decode steps"},
-    {"attention", "sparse_attention", ".*", "sparse attention prefill and decode"},
+    {"attention", "attention", ".*", "sparse attention prefill and decode"},
 };
 
 int cmd_bench(std::string op, const std::string& backend, const std::string& variant, std::string shape,

@@ -67,7 +67,12 @@ struct AlignedBuffer {
   char* p;
 };
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) uint64_t sum_bytes(const uint64_t* p, size_t n) {
+#if defined(__x86_64__)
+#define EK_SUM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define EK_SUM_CLONES
+#endif
+EK_SUM_CLONES uint64_t sum_bytes(const uint64_t* p, size_t n) {
   uint64_t a = 0, b = 0, c = 0, d = 0;
   for (size_t i = 0; i + 4 <= n; i += 4) {
     a += p[i];

@@ -56,12 +56,13 @@ struct PhysicalDeviceInfo {
   VkPhysicalDeviceSubgroupSizeControlFeatures size_control{};
   VkPhysicalDeviceShaderIntegerDotProductFeatures int_dot_features{};
   VkPhysicalDeviceShaderSubgroupExtendedTypesFeatures subgroup_extended{};
+  VkPhysicalDeviceMaintenance4Features maintenance4_features{};
   VkPhysicalDeviceCooperativeMatrixFeaturesKHR coopmat_khr{};
   VkPhysicalDeviceCooperativeMatrixFeaturesNV coopmat_nv{};
   // Which of the structs above are valid to chain (core at the device's
   // version, or extension present); the extension is then enabled too.
   bool can_8bit = false, can_f16i8 = false, can_size_control = false, can_int_dot = false;
-  bool can_subgroup_extended = false, can_coopmat_khr = false, can_coopmat_nv = false;
+  bool can_subgroup_extended = false, can_coopmat_khr = false, can_coopmat_nv = false, can_maintenance4 = false;
   std::vector<std::string> coop_shapes;
 
   uint32_t queue_family = UINT32_MAX;
@@ -101,6 +102,7 @@ class Context : public std::enable_shared_from_this<Context> {
   uint32_t min_subgroup = 0, max_subgroup = 0;
   uint64_t wait_timeout_ns = 0;
 
+  VkPhysicalDeviceMemoryProperties memory_props{};
   uint32_t device_memory_type = 0;
   bool device_memory_mapped = false;  // unified memory: map device buffers directly
   uint32_t staging_memory_type = 0;
@@ -119,8 +121,9 @@ class Context : public std::enable_shared_from_this<Context> {
   VkDescriptorSetLayout set_layout(uint32_t bindings);  // caller holds mutex
   VulkanDevice::PipelineStats stats() const;
 
-  // Submits one command buffer and waits on `fence` (caller holds mutex).
-  void submit_and_wait(VkCommandBuffer cmd, VkFence fence, const char* what);
+  // Submits one command buffer and waits on `fence` (caller holds mutex);
+  // *submitted (if given) is set once the queue has accepted it.
+  void submit_and_wait(VkCommandBuffer cmd, VkFence fence, const char* what, bool* submitted = nullptr);
   VkCommandPool command_pool = VK_NULL_HANDLE;  // guarded by mutex
 
  private:

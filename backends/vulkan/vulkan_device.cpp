@@ -66,6 +66,7 @@ void Context::init(const PhysicalDeviceInfo& info) {
   physical = info.handle;
   name = info.name;
   limits = info.props.limits;
+  memory_props = info.memory;
   queue_family = info.queue_family;
   wait_timeout_ns = timeout_from_env();
   const uint32_t api = std::min(info.props.apiVersion, instance->api_version);
@@ -111,6 +112,13 @@ void Context::init(const PhysicalDeviceInfo& info) {
   if (info.can_subgroup_extended) {
     link(sext);
     want_ext(VK_KHR_SHADER_SUBGROUP_EXTENDED_TYPES_EXTENSION_NAME, api >= VK_API_VERSION_1_2);
+  }
+  // maintenance4 lets SPIR-V 1.6 shaders (glslc --target-env=vulkan1.3) size
+  // workgroups with LocalSizeId.
+  VkPhysicalDeviceMaintenance4Features m4 = info.maintenance4_features;
+  if (info.can_maintenance4) {
+    link(m4);
+    want_ext(VK_KHR_MAINTENANCE_4_EXTENSION_NAME, api >= VK_API_VERSION_1_3);
   }
   VkPhysicalDeviceCooperativeMatrixFeaturesKHR cm_khr = info.coopmat_khr;
   cm_khr.cooperativeMatrixRobustBufferAccess = VK_FALSE;
@@ -212,12 +220,13 @@ Context::~Context() {
 
 // ---------------------------------------------------------------- submission
 
-void Context::submit_and_wait(VkCommandBuffer cmd, VkFence fence, const char* what) {
+void Context::submit_and_wait(VkCommandBuffer cmd, VkFence fence, const char* what, bool* submitted) {
   check(fn.vkResetFences(device, 1, &fence), "vkResetFences", name);
   VkSubmitInfo si{VK_STRUCTURE_TYPE_SUBMIT_INFO};
   si.commandBufferCount = 1;
   si.pCommandBuffers = &cmd;
   check(fn.vkQueueSubmit(queue, 1, &si, fence), what, name);
+  if (submitted) *submitted = true;
   VkResult r = fn.vkWaitForFences(device, 1, &fence, VK_TRUE, wait_timeout_ns);
   if (r == VK_TIMEOUT)
     throw DeviceError(cat("vulkan: ", what, " on ", name, " did not finish within ", wait_timeout_ns / 1e9,
@@ -254,17 +263,27 @@ std::shared_ptr<VulkanBuffer> Context::create_buffer(uint64_t bytes) {
   check(fn.vkCreateBuffer(device, &bci, nullptr, &b->handle_), "vkCreateBuffer", name);
   VkMemoryRequirements req;
   fn.vkGetBufferMemoryRequirements(device, b->handle_, &req);
+  // The type chosen at init accepts storage buffers in general; should this
+  // buffer's requirements exclude it, any device-local type it allows will do.
+  uint32_t type = device_memory_type;
+  bool map = device_memory_mapped;
+  if (!(req.memoryTypeBits & (1u << type))) {
+    type = pick_memory_type(memory_props, req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT, 0, 0);
+    if (type == UINT32_MAX) type = pick_memory_type(memory_props, req.memoryTypeBits, 0, 0, 0);
+    if (type == UINT32_MAX) throw DeviceError(cat("vulkan: ", name, ": no memory type for a storage buffer"));
+    const VkMemoryPropertyFlags mappable = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+    map = map && (memory_props.memoryTypes[type].propertyFlags & mappable) == mappable;
+  }
   VkMemoryAllocateInfo mai{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
   mai.allocationSize = req.size;
-  mai.memoryTypeIndex = device_memory_type;
+  mai.memoryTypeIndex = type;
   VkResult r = fn.vkAllocateMemory(device, &mai, nullptr, &b->memory_);
   if (r != VK_SUCCESS) {
     b->memory_ = VK_NULL_HANDLE;
     check(r, cat("vkAllocateMemory(", bytes, " bytes)").c_str(), name);
   }
   check(fn.vkBindBufferMemory(device, b->handle_, b->memory_, 0), "vkBindBufferMemory", name);
-  if (device_memory_mapped)
-    check(fn.vkMapMemory(device, b->memory_, 0, VK_WHOLE_SIZE, 0, &b->mapped_), "vkMapMemory", name);
+  if (map) check(fn.vkMapMemory(device, b->memory_, 0, VK_WHOLE_SIZE, 0, &b->mapped_), "vkMapMemory", name);
   return b;
 }
 
@@ -292,6 +311,11 @@ void Context::ensure_staging(uint64_t bytes) {
   VkMemoryAllocateInfo mai{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
   mai.allocationSize = req.size;
   mai.memoryTypeIndex = staging_memory_type;
+  if (!(req.memoryTypeBits & (1u << staging_memory_type)))
+    mai.memoryTypeIndex = pick_memory_type(memory_props, req.memoryTypeBits,
+                                           VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT,
+                                           VK_MEMORY_PROPERTY_HOST_CACHED_BIT, 0);
+  if (mai.memoryTypeIndex == UINT32_MAX) throw DeviceError(cat("vulkan: ", name, ": no host-visible memory for staging"));
   check(fn.vkAllocateMemory(device, &mai, nullptr, &staging_memory_), "vkAllocateMemory(staging)", name);
   check(fn.vkBindBufferMemory(device, staging_, staging_memory_, 0), "vkBindBufferMemory(staging)", name);
   check(fn.vkMapMemory(device, staging_memory_, 0, VK_WHOLE_SIZE, 0, &staging_mapped_), "vkMapMemory(staging)", name);
@@ -517,9 +541,7 @@ uint64_t VulkanDevice::storage_offset_alignment() const {
 }
 uint32_t VulkanDevice::max_group_count(int axis) const { return ctx_->limits.maxComputeWorkGroupCount[axis]; }
 uint32_t VulkanDevice::max_push_constant_bytes() const { return ctx_->limits.maxPushConstantsSize; }
-bool VulkanDevice::has_timestamps() const {
-  return ctx_->timestamp_valid_bits > 0 && ctx_->limits.timestampComputeAndGraphics;
-}
+bool VulkanDevice::has_timestamps() const { return ctx_->timestamp_valid_bits > 0; }
 VulkanDevice::PipelineStats VulkanDevice::pipeline_stats() const { return ctx_->stats(); }
 
 VulkanDevice& as_vulkan(Device& dev) {

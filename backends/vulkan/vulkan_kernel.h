@@ -7,7 +7,7 @@
 //     auto inv = std::make_unique<VulkanOpInvocation>(d, call);  // inputs uploaded, outputs allocated
 //     Dispatch k;
 //     k.shader = "my_op/my_op.f32.spv";
-//     k.spec = {uint32_t(t.at("block"))};                // constant_id 0 = workgroup size
+//     k.spec = {uint32_t(tuning_value(t, "block", 256))}; // constant_id 0 = workgroup size
 //     k.push.u32(a.n).f32(a.eps);
 //     k.buffers = {inv->tensor("x"), inv->tensor_or_dummy("bias"), inv->tensor("y")};
 //     k.groups = inv->grid(a.rows);                       // > 65535 groups spill into y
@@ -82,5 +82,11 @@ std::string vulkan_ineligible(const DeviceProfile& p, const OpCall& call, const 
                               const std::vector<std::string>& shaders);
 
 inline uint64_t ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+
+// A tunable's value, or `def` when the tuning does not name it.
+inline int64_t tuning_value(const Tuning& t, const std::string& name, int64_t def) {
+  auto it = t.find(name);
+  return it == t.end() ? def : it->second;
+}
 
 }  // namespace ek

@@ -65,7 +65,8 @@ std::shared_ptr<Instance> create_instance(const Loader& loader) {
   VkResult r = loader.vkCreateInstance(&ci, nullptr, &inst->handle);
   if (r != VK_SUCCESS) {
     inst->handle = VK_NULL_HANDLE;
-    throw DeviceError(cat("vkCreateInstance failed: ", result_name(r)));
+    throw DeviceError(cat("vkCreateInstance failed: ", result_name(r),
+                          r == VK_ERROR_INCOMPATIBLE_DRIVER ? " (no Vulkan driver/ICD installed?)" : ""));
   }
   std::string missing;
   if (!inst->fn.load(loader, inst->handle, &missing)) {
@@ -263,6 +264,7 @@ PhysicalDeviceInfo query_physical_device(const Instance& inst, VkPhysicalDevice 
   info.can_8bit = api >= VK_API_VERSION_1_2 || has_ext(VK_KHR_8BIT_STORAGE_EXTENSION_NAME);
   info.can_f16i8 = api >= VK_API_VERSION_1_2 || has_ext(VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME);
   info.can_subgroup_extended = api >= VK_API_VERSION_1_2 || has_ext(VK_KHR_SHADER_SUBGROUP_EXTENDED_TYPES_EXTENSION_NAME);
+  info.can_maintenance4 = api >= VK_API_VERSION_1_3 || has_ext(VK_KHR_MAINTENANCE_4_EXTENSION_NAME);
   info.can_coopmat_khr = has_ext(VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME) &&
                          f.vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR != nullptr;
   info.can_coopmat_nv = !info.can_coopmat_khr && has_ext(VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME) &&
@@ -310,6 +312,8 @@ PhysicalDeviceInfo query_physical_device(const Instance& inst, VkPhysicalDevice 
     chain(tail, info.int_dot_features, VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES);
   if (info.can_subgroup_extended)
     chain(tail, info.subgroup_extended, VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_SUBGROUP_EXTENDED_TYPES_FEATURES);
+  if (info.can_maintenance4)
+    chain(tail, info.maintenance4_features, VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_4_FEATURES);
   if (info.can_coopmat_khr)
     chain(tail, info.coopmat_khr, EK_VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR);
   if (info.can_coopmat_nv)

@@ -22,6 +22,7 @@ struct VulkanSequence::State {
   VkQueryPool queries = VK_NULL_HANDLE;
   VkDescriptorPool pool = VK_NULL_HANDLE;
   double last = 0;
+  bool submitted = false;  // the fence belongs to a submission
 
   void record();
   ~State();
@@ -30,6 +31,9 @@ struct VulkanSequence::State {
 VulkanSequence::State::~State() {
   const auto& fn = ctx->fn;
   std::lock_guard<std::mutex> lock(ctx->mutex);
+  // After a timed-out run the command buffer may still be executing: then its
+  // objects are leaked rather than freed under the device's feet.
+  if (submitted && fn.vkWaitForFences(ctx->device, 1, &fence, VK_TRUE, ctx->wait_timeout_ns) != VK_SUCCESS) return;
   if (cmd) fn.vkFreeCommandBuffers(ctx->device, ctx->command_pool, 1, &cmd);
   if (pool) fn.vkDestroyDescriptorPool(ctx->device, pool, nullptr);
   if (queries) fn.vkDestroyQueryPool(ctx->device, queries, nullptr);
@@ -67,7 +71,13 @@ void VulkanSequence::add(Dispatch d) {
                  " is not a multiple of minStorageBufferOffsetAlignment ", align);
     EK_CHECK_ARG(b.offset < b.buffer->allocated(), "vulkan: ", sh, ": binding ", i, " offset ", b.offset,
                  " is outside its buffer of ", b.buffer->allocated(), " bytes");
-    if (b.range == 0) b.range = b.buffer->allocated() - b.offset;
+    if (b.range == 0) {
+      b.range = b.buffer->allocated() - b.offset;
+      // The 16-byte padding must not push a tensor that fits over the limit
+      // (NVIDIA's range is 2^32 - 1, not a multiple of 16).
+      if (b.range > c.max_storage_range && b.buffer->size() - std::min(b.buffer->size(), b.offset) <= c.max_storage_range)
+        b.range = c.max_storage_range / 4 * 4;
+    }
     EK_CHECK_ARG(b.range <= b.buffer->allocated() - b.offset, "vulkan: ", sh, ": binding ", i, " range ", b.range,
                  " at offset ", b.offset, " exceeds its buffer of ", b.buffer->allocated(), " bytes");
     if (b.range > c.max_storage_range)
@@ -209,7 +219,7 @@ void VulkanSequence::run() {
   vk::Context& c = *s.ctx;
   {
     std::lock_guard<std::mutex> lock(c.mutex);
-    c.submit_and_wait(s.cmd, s.fence, "vkQueueSubmit(dispatch)");
+    c.submit_and_wait(s.cmd, s.fence, "vkQueueSubmit(dispatch)", &s.submitted);
   }
   if (!s.timestamps) {
     s.last = -1;

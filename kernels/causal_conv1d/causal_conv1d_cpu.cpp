@@ -1,6 +1,7 @@
 // CPU kernels of causal_conv1d: the Halide AOT libraries built from
 // causal_conv1d_generator.cpp (kernels/causal_conv1d/CMakeLists.txt), one
-// KernelImpl per ISA and schedule; each holds an f32 and an f16 instantiation.
+// KernelImpl per ISA and schedule; each holds an f32 and an f16 instantiation,
+// and the hand-scheduled ones a decode build besides (chosen for T <= 4).
 // The call's host tensors are wrapped without copies; a missing bias or s0 is
 // passed as zeros allocated once per binding.
 #include "backends/cpu/cpu_device.h"
@@ -8,6 +9,12 @@
 #include "kernels/causal_conv1d/causal_conv1d.h"
 
 #if defined(__x86_64__)
+#include "ek_causal_conv1d_decode_f16_avx2.h"
+#include "ek_causal_conv1d_decode_f16_avx512.h"
+#include "ek_causal_conv1d_decode_f16_sse41.h"
+#include "ek_causal_conv1d_decode_f32_avx2.h"
+#include "ek_causal_conv1d_decode_f32_avx512.h"
+#include "ek_causal_conv1d_decode_f32_sse41.h"
 #include "ek_causal_conv1d_f16_auto_avx2.h"
 #include "ek_causal_conv1d_f16_auto_avx512.h"
 #include "ek_causal_conv1d_f16_avx2.h"
@@ -19,6 +26,8 @@
 #include "ek_causal_conv1d_f32_avx512.h"
 #include "ek_causal_conv1d_f32_sse41.h"
 #elif defined(__aarch64__)
+#include "ek_causal_conv1d_decode_f16_neon.h"
+#include "ek_causal_conv1d_decode_f32_neon.h"
 #include "ek_causal_conv1d_f16_auto_neon.h"
 #include "ek_causal_conv1d_f16_neon.h"
 #include "ek_causal_conv1d_f32_auto_neon.h"
@@ -33,8 +42,12 @@ constexpr const char* kOp = "causal_conv1d";
 using ConvFn = int (*)(const void*, halide_buffer_t* x, halide_buffer_t* w, halide_buffer_t* bias,
                        halide_buffer_t* s0, bool silu, halide_buffer_t* y, halide_buffer_t* sT);
 
+// Calls of at most this many tokens use the decode build.
+constexpr int64_t kDecodeMaxTokens = 4;
+
 struct Pipelines {
-  ConvFn f32, f16;
+  ConvFn f32, f16;                // prefill build
+  ConvFn decode_f32, decode_f16;  // decode build (the same ones when there is none)
 };
 
 struct Variant {
@@ -45,8 +58,16 @@ struct Variant {
   Pipelines fns;
 };
 
-#define EK_CONV_PIPELINES(sched) \
-  Pipelines { ek_causal_conv1d_f32_##sched, ek_causal_conv1d_f16_##sched }
+#define EK_CONV_PIPELINES(isa)                                                                     \
+  Pipelines {                                                                                      \
+    ek_causal_conv1d_f32_##isa, ek_causal_conv1d_f16_##isa, ek_causal_conv1d_decode_f32_##isa,     \
+        ek_causal_conv1d_decode_f16_##isa                                                          \
+  }
+#define EK_CONV_AUTO_PIPELINES(isa)                                                                \
+  Pipelines {                                                                                      \
+    ek_causal_conv1d_f32_auto_##isa, ek_causal_conv1d_f16_auto_##isa, ek_causal_conv1d_f32_auto_##isa, \
+        ek_causal_conv1d_f16_auto_##isa                                                            \
+  }
 
 // Priorities: the widest hand-scheduled ISA the CPU has wins; autoscheduled
 // variants rank below every hand variant (pick them by force or tuning).
@@ -58,13 +79,13 @@ std::vector<Variant> variants() {
       {"halide_avx512", 30, false, avx512, EK_CONV_PIPELINES(avx512)},
       {"halide_avx2", 20, false, avx2, EK_CONV_PIPELINES(avx2)},
       {"halide_sse41", 10, false, {"sse41"}, EK_CONV_PIPELINES(sse41)},
-      {"halide_auto_avx512", 3, true, avx512, EK_CONV_PIPELINES(auto_avx512)},
-      {"halide_auto_avx2", 2, true, avx2, EK_CONV_PIPELINES(auto_avx2)},
+      {"halide_auto_avx512", 3, true, avx512, EK_CONV_AUTO_PIPELINES(avx512)},
+      {"halide_auto_avx2", 2, true, avx2, EK_CONV_AUTO_PIPELINES(avx2)},
   };
 #elif defined(__aarch64__)
   return {
       {"halide_neon", 10, false, {"neon"}, EK_CONV_PIPELINES(neon)},
-      {"halide_auto_neon", 2, true, {"neon"}, EK_CONV_PIPELINES(auto_neon)},
+      {"halide_auto_neon", 2, true, {"neon"}, EK_CONV_AUTO_PIPELINES(neon)},
   };
 #else
   return {};
@@ -86,8 +107,10 @@ struct Views {
 };
 
 int run_pipeline(const Pipelines& p, const CausalConv1dArgs& a, void* ctx, Views& v) {
-  return (a.x_dtype == DType::f16 ? p.f16 : p.f32)(ctx, v.x.raw_buffer(), v.w.raw_buffer(), v.bias.raw_buffer(),
-                                                     v.s0.raw_buffer(), a.silu, v.y.raw_buffer(), v.sT.raw_buffer());
+  const bool f16 = a.x_dtype == DType::f16;
+  const ConvFn fn = a.tokens <= kDecodeMaxTokens ? (f16 ? p.decode_f16 : p.decode_f32) : (f16 ? p.f16 : p.f32);
+  return fn(ctx, v.x.raw_buffer(), v.w.raw_buffer(), v.bias.raw_buffer(),
+                v.s0.raw_buffer(), a.silu, v.y.raw_buffer(), v.sT.raw_buffer());
 }
 
 // Autoscheduled pipelines may tile with extents larger than small tensors:

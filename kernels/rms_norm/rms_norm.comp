@@ -2,7 +2,9 @@
 // (Mamba-2), v = x * silu(z). One workgroup per row: a strided pass sums v^2
 // (vec4 loads when dim % 4 == 0), a workgroup reduction (subgroup arithmetic or
 // shared memory, EK_REDUCE_SUBGROUP), then a second pass over the row, which
-// is still in cache, writes y. fp32 accumulation throughout.
+// is still in cache, writes y. Gated, the first pass also stores v in y and
+// the second rescales it in place (each invocation rereads only what it
+// wrote), so silu's exp runs once per element. fp32 accumulation throughout.
 //
 // Variants (rms_norm.variants.json): X_F16 (x and z are f16, read as packed
 // pairs with unpackHalf2x16, so no 16-bit storage feature is needed) and
@@ -42,8 +44,8 @@ vec4 load_z4(uint q) { return z4[q]; }
 #endif
 layout(binding = 1) readonly buffer W1 { float w1[]; };
 layout(binding = 1) readonly buffer W4 { vec4 w4[]; };
-layout(binding = 3) writeonly buffer Y1 { float y1[]; };
-layout(binding = 3) writeonly buffer Y4 { vec4 y4[]; };
+layout(binding = 3) buffer Y1 { float y1[]; };
+layout(binding = 3) buffer Y4 { vec4 y4[]; };
 
 float value(uint i) {
   const float x = load_x(i);
@@ -72,11 +74,13 @@ void main() {
     const uint q0 = base >> 2, nq = pc.dim >> 2;
     for (uint q = tid; q < nq; q += nt) {
       const vec4 v = value4(q0 + q);
+      if (GATED) y4[q0 + q] = v;
       ss += dot(v, v);
     }
   } else {
     for (uint i = tid; i < pc.dim; i += nt) {
       const float v = value(base + i);
+      if (GATED) y1[base + i] = v;
       ss += v * v;
     }
   }
@@ -85,8 +89,8 @@ void main() {
 
   if (quads) {
     const uint q0 = base >> 2, nq = pc.dim >> 2;
-    for (uint q = tid; q < nq; q += nt) y4[q0 + q] = value4(q0 + q) * inv * w4[q];
+    for (uint q = tid; q < nq; q += nt) y4[q0 + q] = (GATED ? y4[q0 + q] : load_x4(q0 + q)) * inv * w4[q];
   } else {
-    for (uint i = tid; i < pc.dim; i += nt) y1[base + i] = value(base + i) * inv * w1[i];
+    for (uint i = tid; i < pc.dim; i += nt) y1[base + i] = (GATED ? y1[base + i] : load_x(base + i)) * inv * w1[i];
   }
 }
