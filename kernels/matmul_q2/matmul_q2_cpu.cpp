@@ -13,6 +13,7 @@
 #include <deque>
 
 #include "backends/cpu/cpu_device.h"
+#include "backends/cpu/halide_call.h"
 #include "kernels/matmul_q2/matmul_q2.h"
 #include "kernels/matmul_q2/matmul_q2_pack.h"
 
@@ -74,13 +75,15 @@ constexpr const char* kOp = "matmul_q2";
 // they need at least that many.
 constexpr int64_t kGemmTokenBlock = 8;
 
-using AffineFn = int (*)(halide_buffer_t* codes, halide_buffer_t* scales, halide_buffer_t* x,
+// The pipelines take a leading user_context (FEATURES user_context): a
+// HalideCallContext that collects the runtime's error messages.
+using AffineFn = int (*)(const void* user_context, halide_buffer_t* codes, halide_buffer_t* scales, halide_buffer_t* x,
                          halide_buffer_t* xscale, halide_buffer_t* xsum, halide_buffer_t* bias, int32_t group_size,
                          bool normal_scales, halide_buffer_t* y);
-using KFn = int (*)(halide_buffer_t* codes, halide_buffer_t* subscales, halide_buffer_t* superscales,
+using KFn = int (*)(const void* user_context, halide_buffer_t* codes, halide_buffer_t* subscales, halide_buffer_t* superscales,
                     halide_buffer_t* x, halide_buffer_t* xscale, halide_buffer_t* xsum, halide_buffer_t* bias,
                     bool normal_scales, halide_buffer_t* y);
-using ActFn = int (*)(halide_buffer_t* xq_view, halide_buffer_t* xs_view, halide_buffer_t* out_x,
+using ActFn = int (*)(const void* user_context, halide_buffer_t* xq_view, halide_buffer_t* xs_view, halide_buffer_t* out_x,
                       halide_buffer_t* out_scale, halide_buffer_t* out_sum);
 
 struct CpuVariant {
@@ -96,14 +99,11 @@ struct CpuVariant {
 template <class T>
 using HBuf = Halide::Runtime::Buffer<T>;
 
-void check_halide(int rc, const char* what) {
-  if (rc != 0) throw Error(Status::internal, cat(kOp, ": Halide kernel ", what, " failed with error ", rc));
-}
 
 class CpuMatmulQ2Invocation : public Invocation {
  public:
   CpuMatmulQ2Invocation(const CpuVariant& v, CpuDevice& dev, const OpCall& call, const Tuning& tuning)
-      : v_(v), call_(call), a_(MatmulQ2Args::parse(call)) {
+      : v_(v), call_(call), a_(MatmulQ2Args::parse(call)), threads_(dev.threads()) {
     auto tuned = [&](const char* key, int64_t def) { return tuning.count(key) ? tuning.at(key) : def; };
     gemm_min_tokens_ = std::max<int64_t>(kGemmTokenBlock, tuned("gemm_min_tokens", 16));
     token_panel_ = std::max<int64_t>(kGemmTokenBlock, tuned("token_panel", 256));
@@ -126,6 +126,7 @@ class CpuMatmulQ2Invocation : public Invocation {
   }
 
   void execute() override {
+    cpu::use_device_threads(threads_);  // the Halide pool is shared: this device's count wins
     const TensorRef& X = call_.get("X");
     const int T = static_cast<int>(a_.T), K = static_cast<int>(a_.K);
     // 1. Activations.
@@ -140,16 +141,19 @@ class CpuMatmulQ2Invocation : public Invocation {
     if (v_.int8) {
       HBuf<int8_t> xq(xq_.as<int8_t>(), QB, K / QB, T);
       ActFn act = f16 ? ek_matmul_q2_act_int8_f16 : ek_matmul_q2_act_int8_f32;
-      check_halide(act(xq_view, xs_view, xq, xscale, xsum), "activation quantization");
+      cpu::halide_run("matmul_q2: activation quantization", act, xq_view.raw_buffer(), xs_view.raw_buffer(),
+                      xq.raw_buffer(), xscale.raw_buffer(), xsum.raw_buffer());
       x_kernel = HBuf<void>(halide_type_t(halide_type_int, 8), xq_.data(), K, T);
     } else if (f16) {
       HBuf<float> x32(x32_.as<float>(), QB, K / QB, T);
       HBuf<float> scale_unused(unused_.as<float>(), 1, 1);
-      check_halide(ek_matmul_q2_act_f32_f16(xq_view, xs_view, x32, scale_unused, xsum), "activation conversion");
+      cpu::halide_run("matmul_q2: activation conversion", ek_matmul_q2_act_f32_f16, xq_view.raw_buffer(),
+                      xs_view.raw_buffer(), x32.raw_buffer(), scale_unused.raw_buffer(), xsum.raw_buffer());
       x_kernel = HBuf<void>(halide_type_t(halide_type_float, 32), x32_.data(), K, T);
     } else {
       HBuf<float> x_unused(unused_.as<float>(), 1, 1, 1), scale_unused(unused_.as<float>(), 1, 1);
-      check_halide(ek_matmul_q2_act_sums_f32(xq_view, xs_view, x_unused, scale_unused, xsum), "activation sums");
+      cpu::halide_run("matmul_q2: activation sums", ek_matmul_q2_act_sums_f32, xq_view.raw_buffer(),
+                      xs_view.raw_buffer(), x_unused.raw_buffer(), scale_unused.raw_buffer(), xsum.raw_buffer());
       x_kernel = HBuf<void>(halide_type_t(halide_type_float, 32), X.data, K, T);
     }
 
@@ -179,12 +183,16 @@ class CpuMatmulQ2Invocation : public Invocation {
       if (w_.affine) {
         HBuf<uint16_t> scales(w_.scales.as<uint16_t>(), kTileRows, 2, K / w_.group, tiles);
         AffineFn fn = gemm ? v_.affine_gemm : v_.affine_gemv;
-        check_halide(fn(codes, scales, xp, xsp, sump, bias, w_.group, w_.normal_scales, yp), gemm ? "gemm" : "gemv");
+        cpu::halide_run(gemm ? "matmul_q2: gemm" : "matmul_q2: gemv", fn, codes.raw_buffer(), scales.raw_buffer(),
+                        xp.raw_buffer(), xsp.raw_buffer(), sump.raw_buffer(), bias.raw_buffer(), int32_t(w_.group),
+                        w_.normal_scales, yp.raw_buffer());
       } else {
         HBuf<uint8_t> sub(w_.subscales.as<uint8_t>(), kTileRows, chunks, tiles);
         HBuf<uint16_t> super(w_.scales.as<uint16_t>(), kTileRows, 2, K / 256, tiles);
         KFn fn = gemm ? v_.k_gemm : v_.k_gemv;
-        check_halide(fn(codes, sub, super, xp, xsp, sump, bias, w_.normal_scales, yp), gemm ? "gemm" : "gemv");
+        cpu::halide_run(gemm ? "matmul_q2: gemm" : "matmul_q2: gemv", fn, codes.raw_buffer(), sub.raw_buffer(),
+                        super.raw_buffer(), xp.raw_buffer(), xsp.raw_buffer(), sump.raw_buffer(), bias.raw_buffer(),
+                        w_.normal_scales, yp.raw_buffer());
       }
     }
 
@@ -203,6 +211,7 @@ class CpuMatmulQ2Invocation : public Invocation {
   const CpuVariant& v_;
   OpCall call_;
   MatmulQ2Args a_;
+  int threads_ = 0;
   int64_t gemm_min_tokens_ = 16, token_panel_ = 256;
   CpuPackedWeights w_;
   int64_t n_pad_ = 0;
@@ -255,7 +264,7 @@ const bool registered = [] {
                     ek_matmul_q2_k_int8_gemv_avx512, ek_matmul_q2_k_int8_gemm_avx512});
 #endif
 #if defined(EK_MATMUL_Q2_HAVE_INT8_AVX2)
-  register_variant({"halide_avx2_int8", "int8 activations, AVX2 (16-bit multiply-add sequences)", true, 40,
+  register_variant({"halide_avx2_int8", "int8 activations, AVX2 (vpmaddubsw pairs, i16 sums per 64 columns)", true, 40,
                     {"avx2", "fma", "f16c"}, ek_matmul_q2_affine_int8_gemv_avx2, ek_matmul_q2_affine_int8_gemm_avx2,
                     ek_matmul_q2_k_int8_gemv_avx2, ek_matmul_q2_k_int8_gemm_avx2});
 #endif
