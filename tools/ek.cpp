@@ -138,7 +138,8 @@ struct BenchPreset {
   const char* doc;
 };
 const BenchPreset kPresets[] = {
-    {"quick", ".*", "(T=1(/| |$)|decode)", "decode-size cases of every op on every device (the main job's sweep)"},
+    {"quick", ".*", "(T=1(/| |$)|decode Tk|q2g128/decode_hot/hybrid-edge-1b)",
+     "decode-size cases of every op on every device (the main job's sweep)"},
     {"foundation", "rms_norm|causal_conv1d", ".*", "rms_norm and causal_conv1d"},
     {"matmul", "matmul_q2", ".*", "2-bit matmul: decode GEMV cold/hot and prefill GEMM"},
     {"scan", "selective_scan|ssd_scan", ".*", "Mamba-1 and Mamba-2 scans and decode steps"},
