@@ -170,9 +170,11 @@ int cmd_bench(std::string op, const std::string& backend, const std::string& var
     }
   if (!variant.empty()) std::regex check(variant);
   // Names are op/backend/variant/shape; POSIX extended regex as Google Benchmark uses.
-  const std::string filter = "^[^/]*(" + (op.empty() ? std::string(".*") : op) + ")[^/]*/[^/]*/[^/]*(" +
-                             (variant.empty() ? std::string(".*") : variant) + ")[^/]*/.*(" +
-                             (shape.empty() ? std::string(".*") : shape) + ")";
+  // Names are op/backend/variant/shape. Wildcards stay [^/]* so the regex
+  // (POSIX, as Google Benchmark compiles it) never backtracks across parts.
+  auto part = [](const std::string& re) { return re.empty() || re == ".*" ? std::string("[^/]*") : "[^/]*(" + re + ")[^/]*"; };
+  const std::string filter = "^" + part(op) + "/[^/]*/" + part(variant) + "/" +
+                             (shape.empty() || shape == ".*" ? std::string("") : ".*(" + shape + ")");
   bench::register_all_cases();
   std::vector<std::string> args = {"ek", "--benchmark_filter=" + filter,
                                    "--benchmark_min_time=" + std::to_string(min_time)};

@@ -69,8 +69,11 @@ std::unique_ptr<Invocation> bind(Device& device, const OpCall& call, const Tunin
                                   .flag("USE_SUBGROUPS", subgroup)
                                   .raw(subgroup ? dev.subgroup_build_option() : "")
                                   .str();
-  auto ints = [&](const std::string& name, const std::vector<int32_t>& v) -> const cl::Buffer& {
-    return inv->add_buffer(name, std::max<size_t>(16, v.size() * sizeof(int32_t)), v.empty() ? nullptr : v.data());
+  // Tables are padded to at least 16 bytes (no zero-size buffers); the upload
+  // must read no more than the vector holds.
+  auto ints = [&](const std::string& name, std::vector<int32_t> v) -> const cl::Buffer& {
+    v.resize(std::max<size_t>(v.size(), 4), 0);
+    return inv->add_buffer(name, v.size() * sizeof(int32_t), v.data());
   };
   const cl::Buffer& tiles = ints("tiles", plan.tiles);
   const cl::Buffer& chunks = ints("chunks", plan.chunks);
