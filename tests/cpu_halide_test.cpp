@@ -9,7 +9,15 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <HalideRuntime.h>
+
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <vector>
+
 #include "backends/cpu/cpu_device.h"
+#include "backends/cpu/cpu_thread_pool.h"
 #include "runtime/runtime.h"
 
 namespace ek {
@@ -217,6 +225,79 @@ TEST(CpuHalide, VariantsAreRegisteredPerIsa) {
     EXPECT_TRUE(names.count("halide_neon")) << op;
 #endif
   }
+}
+
+// ---------------------------------------------------------------- thread pool
+// The pool behind every Halide parallel loop (backends/cpu/cpu_thread_pool.h),
+// driven through halide_do_par_for exactly as generated code calls it.
+
+struct ParForRecord {
+  std::vector<std::atomic<int>> hits;
+  int fail_at = -1;
+  explicit ParForRecord(int n) : hits(static_cast<size_t>(n)) {}
+};
+
+int record_task(void* /*uc*/, int i, uint8_t* closure) {
+  auto* rec = reinterpret_cast<ParForRecord*>(closure);
+  rec->hits[static_cast<size_t>(i)].fetch_add(1);
+  return i == rec->fail_at ? 7 : 0;
+}
+
+void expect_each_once(ParForRecord& rec, int min, int size) {
+  for (int i = 0; i < static_cast<int>(rec.hits.size()); ++i)
+    EXPECT_EQ(rec.hits[i].load(), (i >= min && i < min + size) ? 1 : 0) << "iteration " << i;
+}
+
+TEST(CpuThreadPool, EveryIterationRunsExactlyOnce) {
+  device();
+  for (int threads : {1, 2, 3, 5}) {
+    cpu::set_pool_threads(threads);
+    EXPECT_EQ(cpu::pool_threads(), threads);
+    for (int size : {0, 1, 2, 7, 64, 1001}) {
+      ParForRecord rec(size + 5);
+      ASSERT_EQ(halide_do_par_for(nullptr, &record_task, 3, size, reinterpret_cast<uint8_t*>(&rec)), 0);
+      expect_each_once(rec, 3, size);
+    }
+  }
+  cpu::set_pool_threads(device().threads());
+}
+
+TEST(CpuThreadPool, TaskErrorIsReturnedAndOtherIterationsStillRun) {
+  device();
+  cpu::set_pool_threads(2);
+  ParForRecord rec(100);
+  rec.fail_at = 41;
+  EXPECT_EQ(halide_do_par_for(nullptr, &record_task, 0, 100, reinterpret_cast<uint8_t*>(&rec)), 7);
+  expect_each_once(rec, 0, 100);
+  cpu::set_pool_threads(device().threads());
+}
+
+int nested_task(void* uc, int i, uint8_t* closure) {
+  auto* recs = reinterpret_cast<std::vector<std::unique_ptr<ParForRecord>>*>(closure);
+  return halide_do_par_for(uc, &record_task, 0, 50, reinterpret_cast<uint8_t*>((*recs)[i].get()));
+}
+
+TEST(CpuThreadPool, NestedAndConcurrentLoopsComplete) {
+  device();
+  cpu::set_pool_threads(2);
+  std::vector<std::unique_ptr<ParForRecord>> inner;
+  for (int i = 0; i < 9; ++i) inner.push_back(std::make_unique<ParForRecord>(50));
+  ASSERT_EQ(halide_do_par_for(nullptr, &nested_task, 0, 9, reinterpret_cast<uint8_t*>(&inner)), 0);
+  for (auto& r : inner) expect_each_once(*r, 0, 50);
+
+  // Several user threads at once: the busy pool sends late callers to
+  // Halide's own pool; every loop still runs every iteration once.
+  std::vector<std::unique_ptr<ParForRecord>> recs;
+  for (int i = 0; i < 4; ++i) recs.push_back(std::make_unique<ParForRecord>(2000));
+  std::vector<std::thread> callers;
+  for (int c = 0; c < 4; ++c)
+    callers.emplace_back([&, c] {
+      for (int rep = 0; rep < 25; ++rep)
+        EXPECT_EQ(halide_do_par_for(nullptr, &record_task, rep * 80, 80, reinterpret_cast<uint8_t*>(recs[c].get())), 0);
+    });
+  for (auto& t : callers) t.join();
+  for (auto& r : recs) expect_each_once(*r, 0, 2000);
+  cpu::set_pool_threads(device().threads());
 }
 
 }  // namespace

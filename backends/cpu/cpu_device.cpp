@@ -1,5 +1,7 @@
 #include "backends/cpu/cpu_device.h"
 
+#include "backends/cpu/cpu_thread_pool.h"
+
 #include <HalideRuntime.h>
 #include <unistd.h>
 
@@ -135,7 +137,7 @@ CpuDevice::CpuDevice() {
 
 void CpuDevice::set_threads(int n) {
   profile_.threads = std::max(1, n);
-  halide_set_num_threads(profile_.threads);
+  cpu::set_pool_threads(profile_.threads);
 }
 
 void CpuDevice::measure_peaks(double seconds_budget) {

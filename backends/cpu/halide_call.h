@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_device.h"
+#include "backends/cpu/cpu_thread_pool.h"
 #include "kernels/common/error.h"
 #include "kernels/common/tensor.h"
 
@@ -109,10 +110,11 @@ inline std::string halide_query_overrun(const std::vector<std::pair<std::string,
   return "";
 }
 
-// Worker threads of the Halide pool for the device a kernel was bound to (all
-// Halide kernels share one pool; the device's count wins at each call).
+// Threads of the pool behind Halide's parallel loops for the device a kernel
+// was bound to (all Halide kernels share one pool, see cpu_thread_pool.h; the
+// device's count wins at each call).
 inline void use_device_threads(int threads) {
-  if (threads > 0) halide_set_num_threads(threads);
+  if (threads > 0) set_pool_threads(threads);
 }
 
 }  // namespace ek::cpu
