@@ -62,17 +62,21 @@ Expr code_times_4pow(const Expr& byte, const Expr& slot) {
 //
 // normal_only (every value is a normal f16 or zero; the packer checks): the
 // sign-extended bits shifted left by 13 and masked hold sign, exponent and
-// mantissa in place, an integer add rebiases the exponent, zero is kept: 6
-// ops per vector. General: the same for normal values; subnormals become
-// (2^-14 + m*2^-24) - 2^-14, exact; exponent 31 maps to Inf/NaN. No scaling
-// multiply anywhere: reassociated into later products, a 2^-112-scaled
-// intermediate would turn into an f32 denormal (or its 2^112 partner overflow).
+// mantissa in place, an integer add rebiases the exponent, and zero stays
+// zero through a zero-masked add: shift, and, test, masked add (the widening
+// folds into the load). Not a multiply by 2^112 of the f32 reading of the
+// bits: LLVM reassociates that constant into the next product even under
+// strict_float, and xsum * 2^112 overflows for |xsum| > 65536. General:
+// rebiased the same way for normal values; subnormals become
+// (2^-14 + m*2^-24) - 2^-14, exact; exponent 31 maps to Inf/NaN.
 Expr f16_bits_to_f32(const Expr& h, bool normal_only) {
   Expr w = reinterpret<uint32_t>(i32(reinterpret<int16_t>(h)));  // sign-extended
   Expr sign_mag = (w << 13) & Internal::make_const(UInt(32), 0x8fffe000u);
   Expr rebiased = sign_mag + Internal::make_const(UInt(32), 0x38000000u);
+  if (normal_only)
+    return reinterpret<float>(select((sign_mag & Internal::make_const(UInt(32), 0x0fffe000u)) != u32(0), rebiased,
+                                     u32(0)));
   Expr magnitude = w & u32(0x7fff);
-  if (normal_only) return reinterpret<float>(select(magnitude == u32(0), sign_mag, rebiased));
   Expr sign = sign_mag & Internal::make_const(UInt(32), 0x80000000u);
   Expr mag_bits = magnitude << 13;
   Expr subnormal = strict_float(reinterpret<float>(mag_bits + u32(0x38800000)) - 6.103515625e-05f);  // 2^-14
