@@ -92,7 +92,7 @@ void register_op_cases(const std::string& op) {
           inv->execute();  // warm-up: pipeline creation, first-touch
           time_invocation(state, *inv);
           set_counters(state, def.cost(oc->call), dev->profile());
-        })->UseManualTime()->Unit(benchmark::kMicrosecond);
+        })->UseManualTime()->MeasureProcessCPUTime()->Unit(benchmark::kMicrosecond);
       }
     }
   }

@@ -129,6 +129,7 @@ void register_all() {
             const int64_t N = s.N, K = s.K;
             benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { run_case(st, dev, k, f, mode, N, K); })
                 ->UseManualTime()
+                ->MeasureProcessCPUTime()
                 ->Unit(benchmark::kMicrosecond);
           }
         }
