@@ -387,6 +387,9 @@ int main(int argc, char** argv) {
   bench->add_option("--repetitions", repetitions, "Repetitions per case (the table shows the median)")
       ->check(CLI::Range(1, 100));
   bench->add_flag("--list", list_only, "List matching cases without running them");
+  std::vector<std::string> tune;
+  bench->add_option("--tune", tune, "NAME=VALUE kernel tunable for every case whose kernel declares it")
+      ->take_all();
 
   auto* op = app.add_subcommand("op", "Operators: list them, or run one on .npy files");
   op->require_subcommand(1);
@@ -417,6 +420,11 @@ int main(int argc, char** argv) {
   }
   try {
     if (*devices) return ek::cmd_devices(json, backend, remeasure);
+    if (*bench) {
+      std::string joined;
+      for (const auto& t : tune) joined += (joined.empty() ? "" : ",") + t;
+      if (!joined.empty()) setenv("EK_BENCH_TUNE", joined.c_str(), 1);
+    }
     if (*bench)
       return ek::cmd_bench(op_re, backend, variant_re, shape_re, preset, json_file, min_time, repetitions, list_only);
     if (*run) return ek::cmd_op_run(op_name, backend, device_index, ins, outs, params, run_variant);

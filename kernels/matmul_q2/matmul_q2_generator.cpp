@@ -134,10 +134,6 @@ class MatmulQ2Affine : public Generator<MatmulQ2Affine> {
   GeneratorParam<int> tokens{"tokens", 8};              // gemm register block (tokens)
   GeneratorParam<int> tiles_per_task{"tiles_per_task", 4};        // parallel task size (tiles)
   GeneratorParam<bool> mask_slots{"mask_slots", true};  // gemv int8: per-slot accumulators
-  // Software prefetch of the code stream this many bytes ahead (0: none).
-  // Measured on the EPYC (Zen 5) host, cold weights, 1 thread: K=14336 rows
-  // went from ~24 to ~31 GB/s with 4096; short rows (K=4096) gain less.
-  GeneratorParam<int> prefetch_bytes{"prefetch_bytes", 4096};
 
   // int8: u8 [64 bytes, K/16 chunks, tiles]; f32: the same bytes as u32
   // [16 rows, K/16 chunks, tiles] (row r's four bytes of a chunk, little-endian).
@@ -149,6 +145,9 @@ class MatmulQ2Affine : public Generator<MatmulQ2Affine> {
   Input<Buffer<float, 1>> bias{"bias"};             // [tiles * 16]
   Input<int> group_size{"group_size"};              // 64, 128 or 256
   Input<bool> normal_scales{"normal_scales"};       // scales are normal f16 or zero
+  // gemv: software prefetch of the code stream this many groups of a tile
+  // ahead (a group of a tile is 16 rows x G/4 bytes); a run-time tunable.
+  Input<int> prefetch_groups{"prefetch_groups"};
   Output<Buffer<float, 2>> y{"y"};                  // [tiles * 16, T]
 
   void configure() {
@@ -261,8 +260,7 @@ class MatmulQ2Affine : public Generator<MatmulQ2Affine> {
     schedule_output(y, n, t, r, to, gemm, tokens, tiles_per_task, normal_scales);
     acc.compute_at(y, to).vectorize(r).unroll(t);
     acc.update().reorder(r, t, rg).vectorize(r).unroll(t);
-    if (!gemm && prefetch_bytes > 0)  // a group of a tile is 16 rows x G/4 bytes of codes
-      acc.update().prefetch(codes, rg, rg, max(1, prefetch_bytes / (4 * G)));
+    if (!gemm) acc.update().prefetch(codes, rg, rg, max(1, prefetch_groups));
     part.compute_at(acc, rg);
     if (maddubs) {
       part.vectorize(r).unroll(t);
@@ -312,7 +310,6 @@ class MatmulQ2K : public Generator<MatmulQ2K> {
   GeneratorParam<std::string> shape{"shape", "gemv"};   // gemv | gemm
   GeneratorParam<int> tokens{"tokens", 8};
   GeneratorParam<int> tiles_per_task{"tiles_per_task", 4};
-  GeneratorParam<int> prefetch_bytes{"prefetch_bytes", 4096};  // as in matmul_q2_affine
 
   Input<Buffer<void, 3>> codes{"codes"};               // as in matmul_q2_affine
 
@@ -323,6 +320,7 @@ class MatmulQ2K : public Generator<MatmulQ2K> {
   Input<Buffer<float, 2>> xsum{"xsum"};                // [K/16, T] fp32 sums of x per sub-block
   Input<Buffer<float, 1>> bias{"bias"};                // [tiles * 16]
   Input<bool> normal_scales{"normal_scales"};          // d and dmin are normal f16 or zero
+  Input<int> prefetch_groups{"prefetch_groups"};       // as in matmul_q2_affine (a group: 1 KiB)
   Output<Buffer<float, 2>> y{"y"};                     // [tiles * 16, T]
 
   void configure() {
@@ -412,8 +410,7 @@ class MatmulQ2K : public Generator<MatmulQ2K> {
     schedule_output(y, n, t, r, to, gemm, tokens, tiles_per_task, normal_scales);
     acc.compute_at(y, to).vectorize(r).unroll(t);
     acc.update().reorder(r, t, rg).vectorize(r).unroll(t);
-    if (!gemm && prefetch_bytes > 0)  // a 256-column block of a tile is 1 KiB of codes
-      acc.update().prefetch(codes, rg, rg, std::max(1, int(prefetch_bytes) / 1024));
+    if (!gemm) acc.update().prefetch(codes, rg, rg, max(1, prefetch_groups));
     scaled.compute_at(acc, rg).vectorize(r).unroll(t);
     scaled.update().reorder(r, t, rb).vectorize(r).unroll(t);
     mins.compute_at(acc, rg).vectorize(r).unroll(t);
