@@ -128,6 +128,8 @@ class SelectiveScanChunk : public Generator<SelectiveScanChunk> {
       // The segment's B and C rows (chunk x N), widened once per tile.
       Bf.compute_at(y, tile).vectorize(n, V, TailStrategy::GuardWithIf);
       Cf.compute_at(y, tile).vectorize(n, V, TailStrategy::GuardWithIf);
+      for (Func* f : {&uf, &deltaf, &zf})
+        f->compute_at(y, tile).bound_storage(d, TW).vectorize(d, V, TailStrategy::GuardWithIf);
     }
 
     // Dense innermost dimensions; everything else is free (slices, crops).
