@@ -46,8 +46,8 @@
 namespace ek {
 namespace {
 
-using scan_cpu::tensor_view;
 using scan_cpu::IsaBuild;
+using scan_cpu::tensor_view;
 using scan_cpu::view;
 
 constexpr const char* kOp = "selective_scan";
