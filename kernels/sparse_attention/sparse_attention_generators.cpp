@@ -270,13 +270,15 @@ class DecodeTile : public Generator<DecodeTile> {
     // LLVM turns into a transpose-and-add tree over the unrolled keys.
     // Widened K and V (f32 views of the inputs; inlined).
     const int L = kv_f16 ? 32 : 16;
-    Func kf("kf"), vf("vf");
-    kf(d, h, j) = load(k(d % L, d / L, h, j));
+    Func vf("vf");
     vf(d, h, j) = load(v(d % L, d / L, h, j));
-    RDom rc(0, dk / vec, "rc");
+    // d = rc.y * L + rc.x * vec + lane: lines outer, vectors of a line
+    // inner (unrolled), so K addresses need no div/mod per vector.
+    RDom rc(0, L / vec, 0, dk / L, "rc");
     Func part("part");
     part(lane, j, r, h) = 0.f;
-    part(lane, j, r, h) += q(rc * vec + lane, r, h) * kf(rc * vec + lane, h, j);
+    Expr dq = rc.y * L + rc.x * vec + lane;
+    part(lane, j, r, h) += q(dq, r, h) * load(k(rc.x * vec + lane, rc.y, h, j));
     RDom rl(0, vec, "rl");
     Func dot("dot");
     dot(j, r, h) = 0.f;
@@ -349,13 +351,17 @@ class DecodeTile : public Generator<DecodeTile> {
         .split(j, jo, ji, (int)s_keys)
         .reorder(ji, r, h, jo)
         .vectorize(ji);
-    dot.compute_at(s, r).vectorize(j);
-    dot.update().atomic().vectorize(rl).vectorize(j);
+    // All s_keys x rows dot products of a tile in one vector reduction:
+    // Halide lowers it as a tree of even/odd deinterleaves and adds over the
+    // whole set of partial vectors (about 3 ops per partial vector), instead
+    // of one short reduction per row.
+    dot.compute_at(s, h).vectorize(j).vectorize(r);
+    dot.update().atomic().vectorize(rl).vectorize(j).vectorize(r);
     // K tiles prefetch_tiles ahead (decode is memory-bound: measured ~20%
     // less time per key from DRAM with 2).
     if (prefetch_tiles > 0) s.prefetch(k, jo, jo, (int)prefetch_tiles, PrefetchBoundStrategy::NonFaulting);
     part.compute_at(s, h).vectorize(lane).unroll(j).unroll(r);
-    part.update().reorder(lane, j, r, rc).vectorize(lane).unroll(j).unroll(r);
+    part.update().reorder(lane, j, r, rc.x, rc.y).vectorize(lane).unroll(j).unroll(r).unroll(rc.x);
     s.specialize(masked != 0).specialize(capped != 0);
     s.specialize(capped != 0);
 
@@ -367,23 +373,27 @@ class DecodeTile : public Generator<DecodeTile> {
     l_new.compute_root();
     l_new.update().reorder(rj, r, h).atomic().vectorize(rj, vec);
 
-    // P V in key tiles of pv_keys (outermost, so V streams through memory
-    // in address order like K, prefetched prefetch_tiles tiles ahead), then
-    // per head pv_cols x rows register accumulators over the tile's keys.
-    // Tiles outermost, so V streams through memory in address order like K
-    // (prefetched prefetch_tiles tiles ahead); per head pv_cols x rows
-    // accumulators. Masked chunks select disallowed keys away (see the
-    // prefill tile); the unmasked specialisation has no per-element test.
+    // P V: tiles of pv_keys keys outermost, so V streams through memory in
+    // address order like K; V of the next tile is prefetched at the start of
+    // each tile (a prefetch inside the register-tile loop makes LLVM keep
+    // pv_tile in memory). Per head, pv_cols x rows accumulators (pv_tile).
+    // The prefetch comes before the specialisation so that it is copied.
     acc_out.vectorize(d, vec);
-    acc_out.update().specialize(dv >= (int)pv_cols).split(d, dO, di, (int)pv_cols).reorder(di, r, dO, h, rt).vectorize(di).unroll(r);
-    acc_out.update().split(d, dO, di, L).reorder(di, r, dO, h, rt).vectorize(di, vec).unroll(r);
-    // Vectors of at most one cache line of V each (dense loads, see k/v).
-    const int pv_vec = std::min(L, (int)pv_cols);
-    pv_tile.compute_at(acc_out, dO).vectorize(d, vec).unroll(r);
-    pv_tile.update().reorder(d, r, rk).split(d, dc, dl, pv_vec).vectorize(dl).unroll(dc).unroll(r);
-    // Each key's V columns of the next tile (Halide 14 prefetches are
-    // prefetchnta: short distances only, or the lines leave L1 unused).
-    if (prefetch_tiles > 0) pv_tile.update().prefetch(v, rk, rk, PK, PrefetchBoundStrategy::NonFaulting);
+    Stage pv = acc_out.update();
+    if (prefetch_tiles > 0) pv.prefetch(v, rt, rt, 2, PrefetchBoundStrategy::NonFaulting);
+    pv.specialize(dv % (int)pv_cols == 0)
+        .split(d, dO, di, (int)pv_cols)
+        .reorder(di, r, dO, h, rt)
+        .vectorize(di, vec)
+        .unroll(di)
+        .unroll(r);
+    pv.split(d, dO, di, L).reorder(di, r, dO, h, rt).vectorize(di, vec).unroll(di).unroll(r);
+    // Native vectors (never across a line of V: dense loads, see k/v) of
+    // the same width in every access, so LLVM keeps the tile in registers.
+    // Masked chunks select disallowed keys away (see the prefill tile); the
+    // unmasked specialisation carries no per-element test.
+    pv_tile.compute_at(acc_out, dO).split(d, dc, dl, vec).vectorize(dl).unroll(dc).unroll(r);
+    pv_tile.update().reorder(d, r, rk).split(d, dc, dl, vec).vectorize(dl).unroll(dc).unroll(r);
     pv_tile.update().specialize(masked != 0);
   }
 };
