@@ -12,9 +12,11 @@
 //   - Prefill (Tq > 8): 64-row tiles. f16 (or padded) K/V of each (batch, KV
 //     head) are widened to an f32 copy once, with F16C, before that head's
 //     tiles run: Halide 14 emulates f16 conversion in software.
-//   - Decode (Tq <= 8): the decode kernel reads K/V in place (f16 widened in
-//     the kernel) for every KV head of the call at once, so each key row is
-//     read from memory once and in address order. When there are too few
+//   - Decode (Tq <= 8): the decode kernel reads K/V in place (f16 read raw,
+//     as f16 * 2^-112, with Q scaled by the driver: choose_q_scale) for
+//     every KV head of the call at once, so each key row is read from memory
+//     once and in address order; head dims are padded to whole 64-byte lines
+//     (decode_line), else the chunk's rows are staged. When there are too few
 //     tiles to keep every thread busy, a tile's chunk list is split across
 //     workers and the partial (m, l, acc) states are merged by log-sum-exp
 //     (the last split to finish merges).

@@ -15,8 +15,9 @@
 //   core, AVX-512, f32 K/V in L2: ~200 GFLOP/s of a 268 GFLOP/s core peak).
 // - ek_sa_decode_tile: the same step for 4 or 8 rows per KV head (decode,
 //   Tq <= 8), for several KV heads at once, reading f32 or f16 K/V in place.
-//   With so few rows Q K^T is vectorised along the head dimension and
-//   reduced across lanes four keys at a time; P V is vectorised along Dv.
+//   With so few rows Q K^T is vectorised along the head dimension and the
+//   partial sums of a tile of keys x rows are reduced by one tree; P V runs
+//   in key tiles, vectorised along Dv. f16 is read raw (f16_bits_to_f32_raw).
 // - ek_sa_merge: combines partial (m, l, acc) states of key splits by
 //   log-sum-exp and writes normalised O rows and L = m + log(l) directly into
 //   the caller's [B, Tq, Hq, Dv] and [B, Hq, Tq] tensors (strided outputs).
@@ -220,9 +221,11 @@ class DecodeTile : public Generator<DecodeTile> {
   GeneratorParam<int> pv_cols{"pv_cols", 64}; // Dv columns per P V register tile (x rows accumulators)
   GeneratorParam<int> pv_keys{"pv_keys", 16}; // keys per P V tile (all heads of a tile, then the next)
   GeneratorParam<bool> kv_f16{"kv_f16", false};
-  GeneratorParam<int> prefetch_tiles{"prefetch_tiles", 0};  // key tiles ahead to prefetch K and V (0 = none)
+  // Score tiles (s_keys keys) ahead to prefetch K; V is prefetched one P V
+  // tile ahead. 0 = no prefetches.
+  GeneratorParam<int> prefetch_tiles{"prefetch_tiles", 0};
 
-  Input<Buffer<float>> q{"q", 3};           // (d, r, h); Dk a multiple of the vector width
+  Input<Buffer<float>> q{"q", 3};           // (d, r, h); Dk and Dv multiples of L (below)
   // K and V as (dl, dc, h, j) with d = dc * L + dl, L the elements of a
   // 64-byte cache line (32 f16, 16 f32): f32, or f16 bits as uint16. Halide
   // 14 splits a prefetch of a buffer with elements wider than a byte into
@@ -268,9 +271,8 @@ class DecodeTile : public Generator<DecodeTile> {
 
     // All KV heads of a key tile are processed together, so K and V stream
     // through memory in address order (a key row holds every head).
-    // q.k in vec-wide partial sums along d, then a cross-lane reduction that
-    // LLVM turns into a transpose-and-add tree over the unrolled keys.
-    // Widened K and V (f32 views of the inputs; inlined).
+    // q.k in vec-wide partial sums along d, then one reduction tree per tile
+    // of s_keys keys x rows (see dot's schedule). vf: V as f32 (inlined).
     const int L = kv_f16 ? 32 : 16;
     Func vf("vf");
     vf(d, h, j) = load(v(d % L, d / L, h, j));
