@@ -11,6 +11,8 @@
 //   kv_vs_pattern kv bytes / bytes of the pattern's keys per KV head
 //                 (window + sinks, or the whole cache): 1.0 = reads nothing
 //                 beyond what the pattern needs
+//   GB/s, GFLOP/s, roofline: the same for the median iteration, as plain
+//                 values (the columns of the `ek bench` table)
 //   cpu_ms        process CPU time per iteration (all threads; CPU backend),
 //   GFLOPs_per_core and pct_core_peak: the rate per CPU-second against one
 //                 core's share of the fp32 peak. On a shared machine wall time
@@ -19,6 +21,7 @@
 // Names: attention/<backend>/<variant>/<case>.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 
@@ -49,7 +52,7 @@ void run_case(benchmark::State& state, Device* dev, const KernelImpl* k, const O
   auto inv = k->bind(*dev, oc->call, k->default_tuning());
   inv->execute();  // warm-up
   const double cpu0 = process_cpu_seconds();
-  time_invocation(state, *inv);
+  const double median = time_invocation(state, *inv);
   const double cpu_per_iter = (process_cpu_seconds() - cpu0) / std::max<double>(1, static_cast<double>(state.iterations()));
 
   const DeviceProfile& p = dev->profile();
@@ -69,6 +72,17 @@ void run_case(benchmark::State& state, Device* dev, const KernelImpl* k, const O
   if (p.peak_read_gbps > 0)
     state.counters["pct_read_bw"] = Counter(100.0 * kv_bytes * 1e-9 / p.peak_read_gbps, Counter::kIsIterationInvariantRate);
   if (a.tq <= 8) state.counters["kv_vs_pattern"] = kv_bytes / pattern_bytes;
+  // Plain values of the median iteration for the `ek bench` table: K/V bytes
+  // and allowed-pair flops per second, and the roofline fraction (the larger
+  // of the read-bandwidth and fp32-peak times over the measured time).
+  if (median > 0) {
+    state.counters["GB/s"] = kv_bytes * 1e-9 / median;
+    state.counters["GFLOP/s"] = flops * 1e-9 / median;
+    double bound = 0;
+    if (p.peak_read_gbps > 0) bound = std::max(bound, kv_bytes * 1e-9 / p.peak_read_gbps);
+    if (p.peak_fp32_gflops > 0) bound = std::max(bound, flops * 1e-9 / p.peak_fp32_gflops);
+    if (bound > 0) state.counters["roofline"] = bound / median;
+  }
   if (dev->backend() == "cpu" && cpu_per_iter > 0) {
     state.counters["cpu_ms"] = cpu_per_iter * 1e3;
     state.counters["GFLOPs_per_core"] = flops * 1e-9 / cpu_per_iter;

@@ -554,6 +554,68 @@ TEST(SparseAttentionKernels, NonFiniteValuesInDisallowedKeysNeverLeak) {
   }
 }
 
+// The f16 decode kernels read K/V as f16 * 2^-112 and fold 2^112 into Q and
+// P (see f16_bits_to_f32_raw): exact for subnormal f16, for |Q| large enough
+// that Q * 2^112 would overflow (a smaller power of two is used), and Inf/NaN
+// keep their meaning. Tq = 1 and 4 (decode rows of 4 and 8) and 20 (prefill,
+// for the Inf/NaN part), every backend.
+TEST(SparseAttentionKernels, DecodeF16SubnormalsLargeQueriesAndNonFinite) {
+  for (int64_t tq : {1, 4, 20}) {
+    auto fill_f16 = [](HostTensor& t, std::mt19937_64& rng, double amp) {
+      std::uniform_real_distribution<double> u(-amp, amp);
+      for (int64_t i = 0; i < t.numel(); ++i) t.as<uint16_t>()[i] = f32_to_f16(static_cast<float>(u(rng)));
+    };
+    std::mt19937_64 rng(11);
+    // All of K and V subnormal (|x| < 2^-14), |Q| ~ 3e4 >= 2^13.
+    Call c = make_call_with(1, tq, 300, 8, 2, 64, 64, DType::f16, 12);
+    fill_f16(c.keep["K"], rng, 6e-5);
+    fill_f16(c.keep["V"], rng, 6e-5);
+    fill_uniform(c.keep["Q"], rng, -3e4, 3e4);
+    c.params.set("scale", 1.0);
+    const HostTensor ref_sub = reference_of(c);
+    for (const Target& k : targets(c.call())) {
+      run_kernel(k, c.call());
+      EXPECT_LE(nmse(c.keep["O"].ref(), ref_sub.ref()), 1e-7) << "subnormal K/V, tq " << tq << " " << k.id();
+    }
+    // |Q| ~ 1e30, tiny scale.
+    fill_f16(c.keep["K"], rng, 2.0);
+    fill_f16(c.keep["V"], rng, 1.0);
+    fill_uniform(c.keep["Q"], rng, -1e30, 1e30);
+    c.params.set("scale", 1e-30);
+    const HostTensor ref_big = reference_of(c);
+    for (const Target& k : targets(c.call())) {
+      run_kernel(k, c.call());
+      EXPECT_LE(nmse(c.keep["O"].ref(), ref_big.ref()), 1e-7) << "|Q| 1e30, tq " << tq << " " << k.id();
+    }
+    // Inf in K of an allowed key: rows whose q.k is +Inf become NaN, rows
+    // with -Inf ignore the key; NaN in V of another key reaches every row of
+    // that KV head (rows of KV head 0: NaN; of head 1: finite).
+    fill_uniform(c.keep["Q"], rng, -1.5, 1.5);
+    c.params.set("scale", 0.125);
+    const int64_t hkv = 2, d = 64;
+    c.keep["K"].as<uint16_t>()[(10 * hkv + 1) * d + 3] = f32_to_f16(INFINITY);
+    c.keep["V"].as<uint16_t>()[(20 * hkv + 0) * d + 5] = f32_to_f16(NAN);
+    const HostTensor ref_inf = reference_of(c);
+    int64_t ref_nan = 0;
+    for (int64_t i = 0; i < ref_inf.numel(); ++i) ref_nan += std::isnan(ref_inf.as<float>()[i]);
+    ASSERT_GT(ref_nan, 0);
+    ASSERT_LT(ref_nan, ref_inf.numel());
+    for (const Target& k : targets(c.call())) {
+      run_kernel(k, c.call());
+      const float* o = c.keep["O"].as<float>();
+      int64_t mismatched = 0;
+      double worst = 0;
+      for (int64_t i = 0; i < ref_inf.numel(); ++i) {
+        const float r = ref_inf.as<float>()[i];
+        if (std::isnan(r) != std::isnan(o[i])) ++mismatched;
+        else if (!std::isnan(r)) worst = std::max(worst, std::fabs(static_cast<double>(o[i]) - r));
+      }
+      EXPECT_EQ(mismatched, 0) << "Inf/NaN, tq " << tq << " " << k.id();
+      EXPECT_LT(worst, 1e-5) << "Inf/NaN, tq " << tq << " " << k.id();
+    }
+  }
+}
+
 // K/V in anonymous mappings whose pages outside [0, sinks) and the window are
 // PROT_NONE: a kernel that touches a disallowed key row faults the test. CPU
 // kernels only: GPU backends upload whole tensors at bind time.

@@ -12,9 +12,11 @@
 //   - Prefill (Tq > 8): 64-row tiles. f16 (or padded) K/V of each (batch, KV
 //     head) are widened to an f32 copy once, with F16C, before that head's
 //     tiles run: Halide 14 emulates f16 conversion in software.
-//   - Decode (Tq <= 8): the decode kernel reads K/V in place (f16 widened in
-//     the kernel) for every KV head of the call at once, so each key row is
-//     read from memory once and in address order. When there are too few
+//   - Decode (Tq <= 8): the decode kernel reads K/V in place (f16 read raw,
+//     as f16 * 2^-112, with Q scaled by the driver: choose_q_scale) for
+//     every KV head of the call at once, so each key row is read from memory
+//     once and in address order; head dims are padded to whole 64-byte lines
+//     (decode_line), else the chunk's rows are staged. When there are too few
 //     tiles to keep every thread busy, a tile's chunk list is split across
 //     workers and the partial (m, l, acc) states are merged by log-sum-exp
 //     (the last split to finish merges).
@@ -69,12 +71,16 @@ namespace {
 
 constexpr int kPrefillRows = 64;   // rows of the prefill tile (generator param)
 constexpr int kPrefillChunk = 64;  // keys per prefill step (generator param)
-constexpr int kDecodeChunk = 64;   // keys per decode step (generator param)
+constexpr int kDecodeChunk = 128;  // keys per decode step (generator param)
 constexpr int kPad = 16;           // head dims are padded to this for the kernels
 
 using TileFn = int (*)(const void*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, int32_t, int32_t,
                        int32_t, int32_t, int32_t, int32_t, float, float, int32_t, halide_buffer_t*, halide_buffer_t*,
                        halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*);
+// Decode tiles take one more scalar than TileFn: q_unscale (after capped).
+using DecodeFn = int (*)(const void*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, int32_t,
+                         int32_t, int32_t, int32_t, int32_t, int32_t, float, float, int32_t, float, halide_buffer_t*,
+                         halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*);
 using MergeFn = int (*)(const void*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*);
 using WidenFn = void (*)(const uint16_t*, float*, int64_t);
 
@@ -149,7 +155,7 @@ float* thread_scratch(size_t floats) {
 
 struct Isa {
   TileFn prefill;
-  TileFn decode4_f32, decode8_f32, decode4_f16, decode8_f16;
+  DecodeFn decode4_f32, decode8_f32, decode4_f16, decode8_f16;
   MergeFn merge;
   WidenFn widen;
 };
@@ -189,9 +195,12 @@ class Plan {
     v_ = call.get("V");
     o_ = call.get("O").as<float>();
     lse_ = a_.want_lse ? call.get("L").as<float>() : nullptr;
-    dk_pad_ = round_up(a_.dk, kPad);
-    dv_pad_ = round_up(a_.dv, kPad);
     kv_f16_ = a_.kv_dtype == DType::f16;
+    // Decode kernels view K/V rows as whole 64-byte lines (decode_line).
+    const int64_t pad = a_.tq <= 8 ? std::max<int64_t>(kPad, decode_line()) : kPad;
+    dk_pad_ = round_up(a_.dk, pad);
+    dv_pad_ = round_up(a_.dv, pad);
+    if (kv_f16_ && a_.tq <= 8) choose_q_scale();
     build_items(threads);
   }
 
@@ -270,6 +279,28 @@ class Plan {
     else
       std::memcpy(out, t.as<float>() + src, static_cast<size_t>(d) * sizeof(float));
     if (d_pad > d) std::memset(out + d, 0, static_cast<size_t>(d_pad - d) * sizeof(float));
+  }
+
+  // The f16 decode kernels read K as f16 * 2^-112 (f16_bits_to_f32_raw in the
+  // generators) and take Q * 2^c, so that q.k needs no rebias multiply. c =
+  // 112 (exactly the plain product) unless |Q| >= 2^13 would then overflow;
+  // the kernel multiplies the dot product by q_unscale = 2^(112 - c).
+  // K/V elements per 64-byte line: the decode kernels take K and V as
+  // (line element, line, head, key), see the generator.
+  int64_t decode_line() const { return static_cast<int64_t>(64 / dtype_size(a_.kv_dtype)); }
+
+  void choose_q_scale() {
+    float max_q = 0.0f;
+    const int64_t n = a_.batch * a_.tq * a_.hq * a_.dk;
+    for (int64_t i = 0; i < n; ++i) {
+      const float x = std::fabs(q_.dtype == DType::f16 ? f16_to_f32(q_.as<uint16_t>()[i]) : q_.as<float>()[i]);
+      if (std::isfinite(x)) max_q = std::max(max_q, x);
+    }
+    int e = 0;
+    std::frexp(max_q, &e);  // max_q < 2^e
+    const int c = std::max(0, std::min(112, 125 - e));
+    q_scale_ = std::ldexp(1.0f, c);
+    q_unscale_ = std::ldexp(1.0f, 112 - c);
   }
 
   void build_items(int threads) {
@@ -488,7 +519,7 @@ class Plan {
           std::memcpy(row.data(), q_.as<float>() + src, static_cast<size_t>(a_.dk) * sizeof(float));
         for (int64_t d = 0; d < a_.dk; ++d) {
           if (it.decode)
-            qs[(s * R + r) * dk + d] = row[static_cast<size_t>(d)];
+            qs[(s * R + r) * dk + d] = row[static_cast<size_t>(d)] * q_scale_;
           else
             qs[d * R + r] = row[static_cast<size_t>(d)];
         }
@@ -569,7 +600,7 @@ class Plan {
             stage_chunk(k_, it, a_.dk, dk, k0, n, kc, false, kbuf);
             stage_chunk(v_, it, a_.dv, dv, k0, n, kc, false, vbuf);
           }
-          TileFn fn = R == 4 ? (kv_f16_ ? isa_.decode4_f16 : isa_.decode4_f32)
+          DecodeFn fn = R == 4 ? (kv_f16_ ? isa_.decode4_f16 : isa_.decode4_f32)
                              : (kv_f16_ ? isa_.decode8_f16 : isa_.decode8_f32);
           // One call for all slots (multi-head), else one per slot.
           for (int64_t s0 = 0; s0 < S; s0 += ns) {
@@ -592,8 +623,9 @@ class Plan {
               vj_stride = a_.hkv * a_.dv;
             }
             HBuf qb = f32buf(qs + s0 * R * dk, {{dk, 1}, {R, dk}, {ns, R * dk}});
-            HBuf kb(const_cast<char*>(kp), code, bits, {{dk, 1}, {ns, kh_stride}, {kc, kj_stride}});
-            HBuf vb(const_cast<char*>(vp), code, bits, {{dv, 1}, {ns, vh_stride}, {kc, vj_stride}});
+            const int64_t line = decode_line();
+            HBuf kb(const_cast<char*>(kp), code, bits, {{line, 1}, {dk / line, line}, {ns, kh_stride}, {kc, kj_stride}});
+            HBuf vb(const_cast<char*>(vp), code, bits, {{line, 1}, {dv / line, line}, {ns, vh_stride}, {kc, vj_stride}});
             HBuf pb(qpos, halide_type_int, 32, {{R, 1}});
             HBuf mi = f32buf(m_of(const_cast<float*>(in), s0), {{R, 1}, {ns, R}});
             HBuf li = f32buf(l_of(const_cast<float*>(in), s0), {{R, 1}, {ns, R}});
@@ -602,7 +634,8 @@ class Plan {
             HBuf lo = f32buf(l_of(out, s0), {{R, 1}, {ns, R}});
             HBuf ao = f32buf(acc_of(out, s0), {{dv, 1}, {R, dv}, {ns, R * dv}});
             const int rc = fn(&hctx, &qb, &kb, &vb, &pb, static_cast<int32_t>(n), static_cast<int32_t>(k0), masked,
-                              causal, window, sinks, scale, softcap, capped, &mi, &li, &ai, &mo, &lo, &ao);
+                              causal, window, sinks, scale, softcap, capped, q_unscale_, &mi, &li, &ai, &mo, &lo,
+                              &ao);
             if (rc != 0) throw DeviceError(cat("decode tile failed (code ", rc, "): ", hctx.error));
           }
         }
@@ -653,6 +686,7 @@ class Plan {
   float* lse_ = nullptr;
   int64_t dk_pad_ = 0, dv_pad_ = 0;
   bool kv_f16_ = false;
+  float q_scale_ = 1.0f, q_unscale_ = 1.0f;  // decode with f16 K/V: see choose_q_scale
   std::vector<Item> items_;
   std::vector<Unit> units_;
   std::vector<float> split_states_;

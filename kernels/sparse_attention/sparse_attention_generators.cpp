@@ -15,8 +15,9 @@
 //   core, AVX-512, f32 K/V in L2: ~200 GFLOP/s of a 268 GFLOP/s core peak).
 // - ek_sa_decode_tile: the same step for 4 or 8 rows per KV head (decode,
 //   Tq <= 8), for several KV heads at once, reading f32 or f16 K/V in place.
-//   With so few rows Q K^T is vectorised along the head dimension and
-//   reduced across lanes four keys at a time; P V is vectorised along Dv.
+//   With so few rows Q K^T is vectorised along the head dimension and the
+//   partial sums of a tile of keys x rows are reduced by one tree; P V runs
+//   in key tiles, vectorised along Dv. f16 is read raw (f16_bits_to_f32_raw).
 // - ek_sa_merge: combines partial (m, l, acc) states of key splits by
 //   log-sum-exp and writes normalised O rows and L = m + log(l) directly into
 //   the caller's [B, Tq, Hq, Dv] and [B, Hq, Tq] tensors (strided outputs).
@@ -35,6 +36,23 @@ namespace {
 
 const float kNegInf = -INFINITY;
 
+// exp that keeps NaN and +Inf: Halide 14's exp converts floor(x / ln 2) to an
+// integer first and returns 0 for both (x86 turns NaN and +Inf into INT_MIN),
+// which would hide a NaN score, or an Inf one (exp(Inf - Inf)), as an empty
+// key instead of propagating it like the reference. The test is on the bits:
+// Halide compiles float math with fast-math flags, so a float NaN test could
+// be folded away.
+Expr exp_ieee(Expr x) {
+  Expr bits = reinterpret<uint32_t>(x);
+  Expr nan_or_inf = (bits & Internal::make_const(UInt(32), 0x7fffffffu)) > Internal::make_const(UInt(32), 0x7f800000u) ||
+                    bits == Internal::make_const(UInt(32), 0x7f800000u);
+  return select(nan_or_inf, x, exp(x));
+}
+
+// x == -inf, on the bits (a float compare with an infinity may be folded to
+// false under fast-math flags, leaving -inf - -inf = NaN downstream).
+Expr is_neg_inf(Expr x) { return reinterpret<uint32_t>(x) == Internal::make_const(UInt(32), 0xff800000u); }
+
 // Scores of the chunk after scaling, the optional soft cap and the mask.
 // `dot` is the raw q.k product; rows are query rows, `j` the key of the chunk.
 Expr scored(Expr dot, Expr scale, Expr softcap, Expr capped, Expr masked, Expr qpos, Expr k_start, Expr j,
@@ -42,7 +60,7 @@ Expr scored(Expr dot, Expr scale, Expr softcap, Expr capped, Expr masked, Expr q
   Expr x = dot * scale;
   // c * tanh(x / c) with tanh(y) = 1 - 2 / (e^{2y} + 1): vectorisable and
   // exact at the limits (+-c for +-inf).
-  Expr capped_x = softcap * (1.f - 2.f / (exp(x * (2.f / softcap)) + 1.f));
+  Expr capped_x = softcap * (1.f - 2.f / (exp_ieee(x * (2.f / softcap)) + 1.f));
   x = select(capped != 0, capped_x, x);
   Expr key = k_start + j;
   Expr allowed = j < n_keys && (causal == 0 || key <= qpos) && (window == 0 || key < sinks || qpos - key < window);
@@ -96,11 +114,11 @@ class PrefillTile : public Generator<PrefillTile> {
     // A row with no allowed key so far keeps m = -inf; subtracting 0 instead
     // keeps exp(-inf - m) = 0 rather than NaN.
     Func m_safe("m_safe");
-    m_safe(r) = select(m_new(r) == kNegInf, 0.f, m_new(r));
+    m_safe(r) = select(is_neg_inf(m_new(r)), 0.f, m_new(r));
     Func p("p");
-    p(r, j) = exp(s(r, j) - m_safe(r));
+    p(r, j) = exp_ieee(s(r, j) - m_safe(r));
     Func alpha("alpha");
-    alpha(r) = exp(m_in(r) - m_safe(r));
+    alpha(r) = exp_ieee(m_in(r) - m_safe(r));
     Func l_new("l_new");
     l_new(r) = l_in(r) * alpha(r);
     l_new(r) += p(r, rj);
@@ -175,19 +193,24 @@ class PrefillTile : public Generator<PrefillTile> {
   }
 };
 
-// f16 bits (as uint16) to f32 in 9 vector ops: the exponent/mantissa field is
-// moved into place and rebiased by a multiply with 2^112 (exact, and exact
-// for subnormals as long as the FPU does not flush f32 subnormal inputs, the
-// IEEE default), Inf/NaN get an all-ones exponent, then the sign is OR'ed in.
-// Halide 14's own Float(16) cast is emulated in ~17 ops and never uses F16C.
-Expr f16_bits_to_f32(Expr h) {
-  Expr x = cast<uint32_t>(h);
-  Expr em = (x & Internal::make_const(UInt(32), 0x7fff)) << Internal::make_const(UInt(32), 13);
-  Expr inf_nan = em >= Internal::make_const(UInt(32), 0x7c00u << 13);
-  Expr mag = select(inf_nan, reinterpret<float>(em | Internal::make_const(UInt(32), 0x7f800000u)),
-                    reinterpret<float>(em) * 5.192296858534828e33f /* 2^112 */);
-  Expr sign = (x & Internal::make_const(UInt(32), 0x8000)) << Internal::make_const(UInt(32), 16);
-  return reinterpret<float>(reinterpret<uint32_t>(mag) | sign);
+// f16 bits (as uint16) to f32 *scaled by 2^-112*, in 5 vector ops: the
+// sign-extended bits shifted left by 13 put sign, exponent and mantissa in
+// place with the f16 exponent bias (15) left unchanged, i.e. the f32 value
+// f16 * 2^(15 - 127); subnormal f16 land on subnormal f32, so this is exact
+// for every finite f16 (FPUs that do not flush subnormal inputs, the IEEE
+// default). Exponent 31 (Inf/NaN) gets an all-ones f32 exponent. The caller
+// folds the 2^112 into the other operand (Q for the scores, P for P V), which
+// saves the multiply and the sign handling of a full conversion. Halide 14's
+// own Float(16) cast takes ~17 ops and never uses F16C (checked: no
+// vcvtph2ps even with the f16c target feature).
+const float kF16RawScale = 5.192296858534828e33f;  // 2^112
+Expr f16_bits_to_f32_raw(Expr h) {
+  Expr t = reinterpret<uint32_t>(cast<int32_t>(reinterpret<int16_t>(h))) << Internal::make_const(UInt(32), 13);
+  Expr raw = t & Internal::make_const(UInt(32), 0x8fffe000u);
+  // Tested on the 16-bit lanes (half-width ops: ~12% faster on Zen 5 than
+  // testing the shifted 32-bit value).
+  Expr inf_nan = (h & Internal::make_const(UInt(16), 0x7c00)) == Internal::make_const(UInt(16), 0x7c00);
+  return reinterpret<float>(select(inf_nan, raw | Internal::make_const(UInt(32), 0x7f800000u), raw));
 }
 
 class DecodeTile : public Generator<DecodeTile> {
@@ -196,12 +219,20 @@ class DecodeTile : public Generator<DecodeTile> {
   GeneratorParam<int> kc{"kc", 64};           // keys per chunk
   GeneratorParam<int> s_keys{"s_keys", 4};    // keys per Q K^T register tile (x rows accumulators)
   GeneratorParam<int> pv_cols{"pv_cols", 64}; // Dv columns per P V register tile (x rows accumulators)
+  GeneratorParam<int> pv_keys{"pv_keys", 16}; // keys per P V tile (all heads of a tile, then the next)
   GeneratorParam<bool> kv_f16{"kv_f16", false};
-  GeneratorParam<int> prefetch_tiles{"prefetch_tiles", 0};  // key tiles ahead to prefetch K and V (0 = none)
+  // Score tiles (s_keys keys) ahead to prefetch K; V is prefetched one P V
+  // tile ahead. 0 = no prefetches.
+  GeneratorParam<int> prefetch_tiles{"prefetch_tiles", 0};
 
-  Input<Buffer<float>> q{"q", 3};           // (d, r, h); Dk a multiple of the vector width
-  Input<Buffer<>> k{"k", 3};                // (d, h, j): f32, or f16 bits as uint16
-  Input<Buffer<>> v{"v", 3};                // (d, h, j)
+  Input<Buffer<float>> q{"q", 3};           // (d, r, h); Dk and Dv multiples of L (below)
+  // K and V as (dl, dc, h, j) with d = dc * L + dl, L the elements of a
+  // 64-byte cache line (32 f16, 16 f32): f32, or f16 bits as uint16. Halide
+  // 14 splits a prefetch of a buffer with elements wider than a byte into
+  // steps of 64 *elements*; a line-sized innermost dimension makes that one
+  // prefetch per line, the other dimensions being walked exactly.
+  Input<Buffer<>> k{"k", 4};
+  Input<Buffer<>> v{"v", 4};
   Input<Buffer<int32_t>> qpos{"qpos", 1};   // (r), shared by the heads
   Input<int32_t> n_keys{"n_keys"};
   Input<int32_t> k_start{"k_start"};
@@ -212,6 +243,9 @@ class DecodeTile : public Generator<DecodeTile> {
   Input<float> scale{"scale"};
   Input<float> softcap{"softcap"};
   Input<int32_t> capped{"capped"};
+  // Scores are (q.k) * q_unscale * scale: the driver may scale Q by a power
+  // of two (f16 K/V: by 2^112, see f16_bits_to_f32_raw) and undoes it here.
+  Input<float> q_unscale{"q_unscale"};
   Input<Buffer<float>> m_in{"m_in", 2};     // (r, h)
   Input<Buffer<float>> l_in{"l_in", 2};
   Input<Buffer<float>> acc_in{"acc_in", 3}; // (d, r, h)
@@ -230,60 +264,74 @@ class DecodeTile : public Generator<DecodeTile> {
     const int vec = natural_vector_size<float>();
     Var r("r"), d("d"), j("j"), h("h"), lane("lane");
     Expr dk = q.dim(0).extent();
-    auto load = [&](const Expr& e) { return kv_f16 ? f16_bits_to_f32(e) : e; };
+    // f16 K/V are read as raw f32 (value * 2^-112): Q comes pre-scaled by the
+    // driver, P is scaled by 2^112 below.
+    auto load = [&](const Expr& e) { return kv_f16 ? f16_bits_to_f32_raw(e) : e; };
+    const float p_scale = kv_f16 ? kF16RawScale : 1.f;
 
     // All KV heads of a key tile are processed together, so K and V stream
     // through memory in address order (a key row holds every head).
-    // q.k in vec-wide partial sums along d, then a cross-lane reduction that
-    // LLVM turns into a transpose-and-add tree over the unrolled keys.
-    // Widened K and V (f32 views of the inputs; inlined).
-    Func kf("kf"), vf("vf");
-    kf(d, h, j) = load(k(d, h, j));
-    vf(d, h, j) = load(v(d, h, j));
-    RDom rc(0, dk / vec, "rc");
+    // q.k in vec-wide partial sums along d, then one reduction tree per tile
+    // of s_keys keys x rows (see dot's schedule). vf: V as f32 (inlined).
+    const int L = kv_f16 ? 32 : 16;
+    Func vf("vf");
+    vf(d, h, j) = load(v(d % L, d / L, h, j));
+    // d = rc.y * L + rc.x * vec + lane: lines outer, vectors of a line
+    // inner (unrolled), so K addresses need no div/mod per vector.
+    RDom rc(0, L / vec, 0, dk / L, "rc");
     Func part("part");
     part(lane, j, r, h) = 0.f;
-    part(lane, j, r, h) += q(rc * vec + lane, r, h) * kf(rc * vec + lane, h, j);
+    Expr dq = rc.y * L + rc.x * vec + lane;
+    part(lane, j, r, h) += q(dq, r, h) * load(k(rc.x * vec + lane, rc.y, h, j));
     RDom rl(0, vec, "rl");
     Func dot("dot");
     dot(j, r, h) = 0.f;
     dot(j, r, h) += part(rl, j, r, h);
     Func s("s");
-    s(j, r, h) = scored(dot(j, r, h), scale, softcap, capped, masked, qpos(r), k_start, j, n_keys, causal, window, sinks);
+    s(j, r, h) = scored(dot(j, r, h) * q_unscale, scale, softcap, capped, masked, qpos(r), k_start, j, n_keys, causal, window, sinks);
 
     RDom rj(0, KC, "rj");
     Func m_new("m_new");
     m_new(r, h) = m_in(r, h);
     m_new(r, h) = max(m_new(r, h), s(rj, r, h));
     Func m_safe("m_safe");
-    m_safe(r, h) = select(m_new(r, h) == kNegInf, 0.f, m_new(r, h));
+    m_safe(r, h) = select(is_neg_inf(m_new(r, h)), 0.f, m_new(r, h));
+    // p holds exp(s - m) * p_scale (exact: a power of two, at most 2^112).
     Func p("p");
-    p(j, r, h) = exp(s(j, r, h) - m_safe(r, h));
+    p(j, r, h) = exp_ieee(s(j, r, h) - m_safe(r, h)) * p_scale;
     Func alpha("alpha");
-    alpha(r, h) = exp(m_in(r, h) - m_safe(r, h));
+    alpha(r, h) = exp_ieee(m_in(r, h) - m_safe(r, h));
     Func l_new("l_new");
     l_new(r, h) = l_in(r, h) * alpha(r, h);
-    l_new(r, h) += p(rj, r, h);
-    // P V per head: pv_cols x rows accumulators over all the chunk's keys,
-    // f16 V widened once per head into an f32 tile. (A key-tile-major order,
-    // streaming V in address order like K, measured ~2x slower in compute.)
-    Func pv("pv");
-    pv(d, r, h) = acc_in(d, r, h) * alpha(r, h);
-    pv(d, r, h) += select(masked != 0 && p(rj, r, h) == 0.f, 0.f, p(rj, r, h) * vf(d, h, rj));
+    l_new(r, h) += p(rj, r, h) * (1.f / p_scale);
+    // P V, accumulated straight into acc_out.
     m_out(r, h) = m_new(r, h);
     l_out(r, h) = l_new(r, h);
-    acc_out(d, r, h) = pv(d, r, h);
+    // P V per key tile of pv_keys keys (pv_tile, a register tile), added to
+    // the rescaled accumulator tile after tile.
+    const int PK = pv_keys;
+    Var t("t");
+    RDom rk(0, PK, "rk"), rt(0, KC / PK, "rt");
+    Func pv_tile("pv_tile");
+    pv_tile(d, r, h, t) = 0.f;
+    Expr key = t * PK + rk;
+    pv_tile(d, r, h, t) += select(masked != 0 && p(key, r, h) == 0.f, 0.f, p(key, r, h) * vf(d, h, key));
+    acc_out(d, r, h) = acc_in(d, r, h) * alpha(r, h);
+    acc_out(d, r, h) += pv_tile(d, r, h, rt);
 
     Expr nh = q.dim(2).extent();
     q.dim(0).set_min(0);
     q.dim(1).set_bounds(0, R);
     q.dim(2).set_min(0);
-    k.dim(0).set_min(0).set_extent(dk);
-    k.dim(1).set_min(0).set_extent(nh);
-    k.dim(2).set_bounds(0, KC);
-    v.dim(0).set_min(0);
-    v.dim(1).set_min(0).set_extent(nh);
-    v.dim(2).set_bounds(0, KC);
+    Expr dv = acc_out.dim(0).extent();
+    for (auto* b : {&k, &v}) {
+      (*b).dim(0).set_bounds(0, L).set_stride(1);
+      (*b).dim(1).set_min(0);  // stride L, left unknown: Halide would fuse dl and dc again
+      (*b).dim(2).set_min(0).set_extent(nh);
+      (*b).dim(3).set_bounds(0, KC);
+    }
+    k.dim(1).set_extent(dk / L);
+    v.dim(1).set_extent(dv / L);
     qpos.dim(0).set_bounds(0, R);
     for (auto* b : {&m_in, &l_in}) {
       (*b).dim(0).set_bounds(0, R);
@@ -293,29 +341,31 @@ class DecodeTile : public Generator<DecodeTile> {
       (*b).dim(0).set_bounds(0, R);
       (*b).dim(1).set_min(0).set_extent(nh);
     }
-    Expr dv = acc_out.dim(0).extent();
     acc_in.dim(0).set_min(0).set_extent(dv);
     acc_in.dim(1).set_bounds(0, R);
     acc_in.dim(2).set_min(0).set_extent(nh);
     acc_out.dim(0).set_min(0);
     acc_out.dim(1).set_bounds(0, R);
     acc_out.dim(2).set_min(0).set_extent(nh);
-    v.dim(0).set_extent(dv);
 
-    Var jo("jo"), ji("ji"), dO("dO"), di("di");
+    Var jo("jo"), ji("ji"), dO("dO"), di("di"), dl("dl"), dc("dc");
     s.compute_root()
         .store_in(MemoryType::Stack)
         .bound_storage(h, 64)
         .split(j, jo, ji, (int)s_keys)
         .reorder(ji, r, h, jo)
         .vectorize(ji);
-    dot.compute_at(s, r).vectorize(j);
-    dot.update().atomic().vectorize(rl).vectorize(j);
+    // All s_keys x rows dot products of a tile in one vector reduction:
+    // Halide lowers it as a tree of even/odd deinterleaves and adds over the
+    // whole set of partial vectors (about 3 ops per partial vector), instead
+    // of one short reduction per row.
+    dot.compute_at(s, h).vectorize(j).vectorize(r);
+    dot.update().atomic().vectorize(rl).vectorize(j).vectorize(r);
     // K tiles prefetch_tiles ahead (decode is memory-bound: measured ~20%
     // less time per key from DRAM with 2).
     if (prefetch_tiles > 0) s.prefetch(k, jo, jo, (int)prefetch_tiles, PrefetchBoundStrategy::NonFaulting);
     part.compute_at(s, h).vectorize(lane).unroll(j).unroll(r);
-    part.update().reorder(lane, j, r, rc).vectorize(lane).unroll(j).unroll(r);
+    part.update().reorder(lane, j, r, rc.x, rc.y).vectorize(lane).unroll(j).unroll(r).unroll(rc.x);
     s.specialize(masked != 0).specialize(capped != 0);
     s.specialize(capped != 0);
 
@@ -327,12 +377,28 @@ class DecodeTile : public Generator<DecodeTile> {
     l_new.compute_root();
     l_new.update().reorder(rj, r, h).atomic().vectorize(rj, vec);
 
-    acc_out.specialize(dv >= (int)pv_cols).split(d, dO, di, (int)pv_cols).reorder(di, r, dO, h).vectorize(di);
-    acc_out.split(d, dO, di, vec).reorder(di, r, dO, h).vectorize(di);
-    if (kv_f16) vf.compute_at(acc_out, h).store_in(MemoryType::Stack).bound_storage(d, 1024).vectorize(d, vec);
-    pv.compute_at(acc_out, dO).vectorize(d).unroll(r);
-    pv.update().reorder(d, r, rj).vectorize(d).unroll(r);
-    pv.update().specialize(masked != 0);
+    // P V: tiles of pv_keys keys outermost, so V streams through memory in
+    // address order like K; V of the next tile is prefetched at the start of
+    // each tile (a prefetch inside the register-tile loop makes LLVM keep
+    // pv_tile in memory). Per head, pv_cols x rows accumulators (pv_tile).
+    // The prefetch comes before the specialisation so that it is copied.
+    acc_out.vectorize(d, vec);
+    Stage pv = acc_out.update();
+    if (prefetch_tiles > 0) pv.prefetch(v, rt, rt, 2, PrefetchBoundStrategy::NonFaulting);
+    pv.specialize(dv % (int)pv_cols == 0)
+        .split(d, dO, di, (int)pv_cols)
+        .reorder(di, r, dO, h, rt)
+        .vectorize(di, vec)
+        .unroll(di)
+        .unroll(r);
+    pv.split(d, dO, di, L).reorder(di, r, dO, h, rt).vectorize(di, vec).unroll(di).unroll(r);
+    // Native vectors (never across a line of V: dense loads, see k/v) of
+    // the same width in every access, so LLVM keeps the tile in registers.
+    // Masked chunks select disallowed keys away (see the prefill tile); the
+    // unmasked specialisation carries no per-element test.
+    pv_tile.compute_at(acc_out, dO).split(d, dc, dl, vec).vectorize(dl).unroll(dc).unroll(r);
+    pv_tile.update().reorder(d, r, rk).split(d, dc, dl, vec).vectorize(dl).unroll(dc).unroll(r);
+    pv_tile.update().specialize(masked != 0);
   }
 };
 
@@ -353,9 +419,9 @@ class Merge : public Generator<Merge> {
     m_max(qi, hi) = kNegInf;
     m_max(qi, hi) = max(m_max(qi, hi), m(qi, hi, rs));
     Func m_safe("m_safe");
-    m_safe(qi, hi) = select(m_max(qi, hi) == kNegInf, 0.f, m_max(qi, hi));
+    m_safe(qi, hi) = select(is_neg_inf(m_max(qi, hi)), 0.f, m_max(qi, hi));
     Func w("w");
-    w(qi, hi, sp) = exp(m(qi, hi, sp) - m_safe(qi, hi));
+    w(qi, hi, sp) = exp_ieee(m(qi, hi, sp) - m_safe(qi, hi));
     Func den("den");
     den(qi, hi) = 0.f;
     den(qi, hi) += l(qi, hi, rs) * w(qi, hi, rs);
