@@ -10,7 +10,8 @@
 #                    applicable" and no baseline kernel may use a later instruction
 #      plus the CPU unit tests (ARM_UNIT_TESTS) under each model,
 # and prints the conformance counts per CPU model. Installs what it needs with
-# apt-get when missing. Not part of CI (.ci/run): ~15 minutes on 2 cores.
+# apt-get when missing. Not part of CI (.ci/run): ~15 minutes on 2 cores
+# (build 5, qemu runs 10).
 #
 # Environment: JOBS (build parallelism, default 2), ARM_QEMU_CPUS (default
 # "max cortex-a53"), ARM_GTEST_FILTER (conformance cases, default: all),
