@@ -5,8 +5,30 @@
 #include <cstdlib>
 #include <memory>
 #include <set>
+#include <sstream>
+#include <string>
 
 namespace ek::bench {
+
+Tuning bench_tuning(const KernelImpl& k) {
+  Tuning tuning = k.default_tuning();
+  const char* env = std::getenv("EK_BENCH_TUNE");
+  if (!env) return tuning;
+  std::stringstream list(env);
+  std::string item;
+  while (std::getline(list, item, ',')) {
+    if (item.empty()) continue;
+    const size_t eq = item.find('=');
+    char* end = nullptr;
+    const long long value = eq == std::string::npos ? 0 : std::strtoll(item.c_str() + eq + 1, &end, 10);
+    if (eq == std::string::npos || eq == 0 || !end || *end != '\0' || end == item.c_str() + eq + 1)
+      throw InvalidArgument(cat("EK_BENCH_TUNE: '", item, "' is not name=integer"));
+    const std::string name = item.substr(0, eq);
+    for (const auto& t : k.tunables)
+      if (t.name == name) tuning[name] = value;
+  }
+  return tuning;
+}
 
 const std::vector<Device*>& devices() {
   static DeviceSet set;
@@ -88,11 +110,11 @@ void register_op_cases(const std::string& op) {
             state.SkipWithError(("not eligible: " + why).c_str());
             return;
           }
-          auto inv = k->bind(*dev, oc->call, k->default_tuning());
+          auto inv = k->bind(*dev, oc->call, bench_tuning(*k));
           inv->execute();  // warm-up: pipeline creation, first-touch
           time_invocation(state, *inv);
           set_counters(state, def.cost(oc->call), dev->profile());
-        })->UseManualTime()->Unit(benchmark::kMicrosecond);
+        })->UseManualTime()->MeasureProcessCPUTime()->Unit(benchmark::kMicrosecond);
       }
     }
   }

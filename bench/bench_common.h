@@ -34,6 +34,11 @@ Roofline roofline(const Cost& c, const DeviceProfile& p, bool cold_memory = true
 // which is wrong for multi-threaded and device kernels, hence plain values.
 void set_counters(benchmark::State& state, const Cost& cost, const DeviceProfile& p, bool cold_memory = true);
 
+// The tuning a case binds `k` with: its defaults, overridden by
+// EK_BENCH_TUNE ("name=value,name=value"; `ek bench --tune`) for the
+// tunables `k` declares. A malformed entry throws InvalidArgument.
+Tuning bench_tuning(const KernelImpl& k);
+
 // Runs `inv` once per iteration; the iteration time is the device time where
 // the backend has timestamps, else wall time. Stores the median in
 // state.counters["seconds"] and returns it.

@@ -79,7 +79,7 @@ void run_case(benchmark::State& state, Device* dev, const KernelImpl* k, q2::For
         return;
       }
     }
-    invs.push_back(k->bind(*dev, calls.back()->call, k->default_tuning()));
+    invs.push_back(k->bind(*dev, calls.back()->call, bench_tuning(*k)));
     invs.back()->execute();  // warm-up: first touch, pipeline creation
   }
   size_t next = 0;
@@ -129,6 +129,7 @@ void register_all() {
             const int64_t N = s.N, K = s.K;
             benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { run_case(st, dev, k, f, mode, N, K); })
                 ->UseManualTime()
+                ->MeasureProcessCPUTime()
                 ->Unit(benchmark::kMicrosecond);
           }
         }

@@ -534,6 +534,45 @@ TEST(MatmulQ2Kernels, NonNormalScalesAndActivations) {
   }
 }
 
+// The fast f16 path for normal-or-zero scales: zero and negative-zero scales
+// stay zero, and activations whose group sums exceed 2^16 stay finite (a
+// 2^112-scaled conversion folded into the activation terms would overflow).
+TEST(MatmulQ2Kernels, ZeroScalesAndLargeActivations) {
+  DeviceSet set = open_devices("cpu");
+  const OpDef& def = Registry::instance().op("matmul_q2");
+  int runs = 0;
+  for (const auto& fi : q2::formats()) {
+    const int64_t T = 2, N = 48, K = 512;
+    OwnedCall oc = make_case({fi.format, T, N, K, false, false}, 91);
+    uint8_t* W = oc.storage["W"].as<uint8_t>();
+    const int64_t rb = q2::row_bytes(fi.format, K);
+    for (int64_t blk = 0; blk < K / fi.block_elems; ++blk) {
+      uint8_t* b = W + 7 * rb + blk * fi.block_bytes;  // row 7: d = +0 (and m = -0 for q2g)
+      uint8_t* s = fi.format == Format::tq2_0 ? b + 64 : fi.format == Format::q2_k ? b + 80 : b;
+      s[0] = 0x00;
+      s[1] = 0x00;
+      if (fi.format != Format::tq2_0) {
+        s[2] = 0x00;
+        s[3] = 0x80;
+      }
+    }
+    float* X = oc.storage["X"].as<float>();
+    for (int64_t i = 0; i < T * K; ++i) X[i] = 3000.0f + static_cast<float>(i % 7);  // group sums ~4e5
+    OwnedCall ref = clone(oc);
+    def.reference(ref.call);
+    for (const KernelImpl* k : Registry::instance().kernels("matmul_q2", "cpu")) {
+      if (!k->ineligible_reason(set.devices[0]->profile(), oc.call).empty()) continue;
+      auto inv = k->bind(*set.devices[0], oc.call, k->default_tuning());
+      inv->execute();
+      ++runs;
+      const float* y = oc.call.get("Y").as<float>();
+      for (int64_t i = 0; i < T * N; ++i) ASSERT_TRUE(std::isfinite(y[i])) << k->id() << " " << fi.name << " i=" << i;
+      EXPECT_LE(nmse(oc.call.get("Y"), ref.call.get("Y")), k->nmse_bound) << k->id() << " " << fi.name;
+    }
+  }
+  EXPECT_GT(runs, 8);
+}
+
 TEST(MatmulQ2Kernels, ActParamSelectsPath) {
   DeviceSet set = open_devices("cpu");
   ASSERT_FALSE(set.devices.empty());

@@ -1,7 +1,10 @@
 // selective_scan: every kernel on every device against the double reference
 // over the case list and extra tunings, split invariance (one call == two
-// calls with the state handed over), chained decode steps == one scan, and
-// bad inputs rejected with messages that name the argument.
+// calls with the state handed over), chained decode steps == one scan (f32
+// and f16 activations), f16 activations == f32 activations of the same
+// values, f16 storage within ops.md's 1e-5 of the fp32 result, and bad
+// inputs (mixed activation dtypes included) rejected with messages that name
+// the argument.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -107,12 +110,13 @@ OwnedCall slice_tokens(const OwnedCall& full, int64_t t0, int64_t len, const Ten
   oc.call.params = full.call.params;
   auto copy_tokens = [&](const char* name, int64_t row) {  // row = elements per token
     const TensorRef& src = full.call.get(name);
+    const size_t es = dtype_size(src.dtype);
     Shape shape = src.shape;
     shape[1] = len;
-    oc.allocate(name, DType::f32, shape);
+    oc.allocate(name, src.dtype, shape);
     for (int64_t b = 0; b < a.batch; ++b)
-      std::memcpy(oc.storage[name].as<float>() + b * len * row, src.as<float>() + (b * a.tokens + t0) * row,
-                  static_cast<size_t>(len * row) * 4);
+      std::memcpy(static_cast<char*>(oc.storage[name].data()) + b * len * row * es,
+                  static_cast<const char*>(src.data) + (b * a.tokens + t0) * row * es, static_cast<size_t>(len * row) * es);
   };
   for (const char* name : {"u", "delta", "z"})
     if (full.call.find(name)) copy_tokens(name, a.channels);
@@ -124,12 +128,12 @@ OwnedCall slice_tokens(const OwnedCall& full, int64_t t0, int64_t len, const Ten
   return oc;
 }
 
-OpCase split_case(int64_t B, int64_t T, int64_t D, int64_t N, int64_t G) {
+OpCase split_case(int64_t B, int64_t T, int64_t D, int64_t N, int64_t G, bool f16 = false) {
   OpCase c;
   c.op = "selective_scan";
   c.name = "split";
   c.dims = {{"B", B}, {"T", T}, {"D", D}, {"N", N}, {"G", G}, {"dskip", 1}, {"z", 1},
-            {"bias", 1}, {"h0", 1}, {"a_mode", 0}, {"delta_mode", 0}};
+            {"bias", 1}, {"h0", 1}, {"a_mode", 0}, {"delta_mode", 0}, {"f16", f16 ? 1 : 0}};
   c.params.set("delta_softplus", true);
   return c;
 }
@@ -166,26 +170,102 @@ TEST(SelectiveScan, SplitInvariance) {
 
 TEST(SelectiveScan, ChainedDecodeStepsEqualOneScan) {
   const int64_t T = 12;
-  const OwnedCall full = make_call(def(), split_case(1, T, 48, 16, 3), 5);
-  const OwnedCall ref = reference_of(full);
-  for (const Target& t : targets(full.call)) {
-    std::vector<OwnedCall> steps;
-    steps.reserve(T);  // `state` points into the previous step
-    const TensorRef* state = full.call.find("h0");
-    double num = 0, den = 0;
-    for (int64_t s = 0; s < T; ++s) {
-      steps.push_back(slice_tokens(full, s, 1, state));
-      run(t, steps.back().call);
-      state = &steps.back().call.get("hT");
-      for (int64_t d = 0; d < 48; ++d) {
-        const double want = ref.call.get("y").as<float>()[s * 48 + d];
-        const double got = steps.back().call.get("y").as<float>()[d];
-        num += (got - want) * (got - want);
-        den += want * want;
+  for (bool f16 : {false, true}) {
+    const OwnedCall full = make_call(def(), split_case(1, T, 48, 16, 3, f16), 5);
+    const OwnedCall ref = reference_of(full);
+    for (const Target& t : targets(full.call)) {
+      std::vector<OwnedCall> steps;
+      steps.reserve(T);  // `state` points into the previous step
+      const TensorRef* state = full.call.find("h0");
+      double num = 0, den = 0;
+      for (int64_t s = 0; s < T; ++s) {
+        steps.push_back(slice_tokens(full, s, 1, state));
+        run(t, steps.back().call);
+        state = &steps.back().call.get("hT");
+        for (int64_t d = 0; d < 48; ++d) {
+          const double want = ref.call.get("y").as<float>()[s * 48 + d];
+          const double got = steps.back().call.get("y").as<float>()[d];
+          num += (got - want) * (got - want);
+          den += want * want;
+        }
+      }
+      EXPECT_LE(num / den, 1e-7) << t.name() << (f16 ? " f16" : " f32");
+      EXPECT_LE(nmse(*state, ref.call.get("hT")), 1e-7) << t.name() << (f16 ? " f16" : " f32");
+    }
+  }
+}
+
+// ------------------------------------------------------------ f16 activations
+
+// `call` with every f16 tensor replaced by an f32 copy of the same values
+// (exact: every f16 is an f32).
+OwnedCall widened_to_f32(const OpCall& call) {
+  OwnedCall oc;
+  oc.call = call;
+  for (auto& kv : oc.call.tensors) {
+    if (kv.second.dtype != DType::f16) continue;
+    oc.allocate(kv.first, DType::f32, kv.second.shape);
+    const TensorRef& src = call.get(kv.first);
+    for (int64_t i = 0; i < src.numel(); ++i) oc.storage[kv.first].as<float>()[i] = f16_to_f32(src.as<uint16_t>()[i]);
+  }
+  for (const auto& kv : def().infer_outputs(oc.call)) oc.allocate(kv.first, kv.second.dtype, kv.second.shape);
+  return oc;
+}
+
+// `call` with every activation rounded to f16 (the f16 storage of ops.md).
+OwnedCall rounded_to_f16(const OpCall& call) {
+  OwnedCall oc;
+  oc.call = call;
+  for (const char* name : {"u", "delta", "Bm", "Cm", "z"}) {
+    const TensorRef* src = call.find(name);
+    if (!src) continue;
+    oc.allocate(name, DType::f16, src->shape);
+    for (int64_t i = 0; i < src->numel(); ++i) oc.storage[name].as<uint16_t>()[i] = f32_to_f16(src->as<float>()[i]);
+  }
+  for (const auto& kv : def().infer_outputs(oc.call)) oc.allocate(kv.first, kv.second.dtype, kv.second.shape);
+  return oc;
+}
+
+// f16 activations give what f32 activations of the same values give: the
+// kernels widen exactly and run the same fp32 arithmetic. Decode step, a
+// multi-segment scan with groups and odd sizes, and a short segment.
+TEST(SelectiveScan, F16ActivationsEqualF32OfSameValues) {
+  struct Shape5 { int64_t B, T, D, N, G; };
+  for (const Shape5& s : {Shape5{3, 1, 37, 16, 1}, Shape5{2, 77, 45, 5, 3}, Shape5{1, 130, 64, 16, 1}}) {
+    OwnedCall h = make_call(def(), split_case(s.B, s.T, s.D, s.N, s.G, true), 21);
+    ASSERT_EQ(h.call.get("u").dtype, DType::f16);
+    OwnedCall f = widened_to_f32(h.call);
+    for (const Target& t : targets(h.call))
+      for (int64_t chunk : {int64_t(0), int64_t(16)}) {
+        Tuning extra;
+        if (chunk) extra["chunk"] = chunk;
+        run(t, h.call, extra);
+        run(t, f.call, extra);
+        const std::string what = cat(t.name(), " B=", s.B, " T=", s.T, " D=", s.D, " N=", s.N, " G=", s.G, " chunk=", chunk);
+        for (const char* out : {"y", "hT"}) {
+          EXPECT_LE(nmse(h.call.get(out), f.call.get(out)), 1e-12) << what << " output " << out;
+          EXPECT_EQ(count_nonfinite_where_ref_finite(h.call.get(out), f.call.get(out)), 0) << what << " output " << out;
+        }
+      }
+  }
+}
+
+// ops.md's accuracy table: f16 storage of activations, fp32 accumulation,
+// nmse <= 1e-5 against the fp32 (here: double) result of the unrounded
+// inputs. Decode and a prefill with every option.
+TEST(SelectiveScan, F16StorageWithinOpsBound) {
+  for (int64_t T : {int64_t(1), int64_t(64)}) {
+    const OwnedCall exact = make_call(def(), split_case(2, T, 256, 16, 2), 31);
+    const OwnedCall ref = reference_of(exact);
+    OwnedCall h = rounded_to_f16(exact.call);
+    for (const Target& t : targets(h.call)) {
+      run(t, h.call);
+      for (const char* out : {"y", "hT"}) {
+        const double e = nmse(h.call.get(out), ref.call.get(out));
+        EXPECT_LE(e, 1e-5) << t.name() << " T=" << T << " output " << out;
+        std::printf("%s T=%lld %s: nmse of f16 storage vs exact %.3g\n", t.name().c_str(), static_cast<long long>(T), out, e);
       }
     }
-    EXPECT_LE(num / den, 1e-7) << t.name();
-    EXPECT_LE(nmse(*state, ref.call.get("hT")), 1e-7) << t.name();
   }
 }
 
@@ -206,7 +286,7 @@ void expect_rejected(const std::function<void(OwnedCall&)>& spoil, const std::st
   OwnedCall oc = make_call(def(), split_case(2, 6, 32, 16, 2), 1);
   spoil(oc);
   std::vector<float> y_before(static_cast<size_t>(2 * 6 * 32), 1234.5f);
-  if (oc.call.find("y") && oc.call.get("y").numel() == 2 * 6 * 32)
+  if (oc.call.find("y") && oc.call.get("y").nbytes() == y_before.size() * 4)
     std::memcpy(oc.call.get("y").data, y_before.data(), y_before.size() * 4);
   for (auto& d : devices().devices) {
     try {
@@ -216,7 +296,7 @@ void expect_rejected(const std::function<void(OwnedCall&)>& spoil, const std::st
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << "message: " << e.what();
       EXPECT_NE(std::string(e.what()).find("selective_scan"), std::string::npos) << "message: " << e.what();
     }
-    if (oc.call.find("y") && oc.call.get("y").numel() == 2 * 6 * 32)
+    if (oc.call.find("y") && oc.call.get("y").nbytes() == y_before.size() * 4)
       EXPECT_EQ(std::memcmp(oc.call.get("y").data, y_before.data(), y_before.size() * 4), 0) << "output written on error";
   }
 }
@@ -226,7 +306,23 @@ void reshape(OwnedCall& oc, const std::string& name, Shape shape, DType dt = DTy
 TEST(SelectiveScan, BadInputsNameTheArgument) {
   expect_rejected([](OwnedCall& oc) { oc.call.tensors.erase("u"); }, "missing tensor 'u'");
   expect_rejected([](OwnedCall& oc) { reshape(oc, "u", {2, 6}); }, "u has 2 dims");
-  expect_rejected([](OwnedCall& oc) { reshape(oc, "u", {2, 6, 32}, DType::f16); }, "u has dtype f16");
+  expect_rejected([](OwnedCall& oc) { reshape(oc, "u", {2, 6, 32}, DType::i8); }, "u has dtype i8, expected f32|f16");
+  // The activations share u's dtype; parameters and state are f32.
+  expect_rejected([](OwnedCall& oc) { reshape(oc, "u", {2, 6, 32}, DType::f16); }, "delta has dtype f32, expected f16 like u");
+  expect_rejected([](OwnedCall& oc) { reshape(oc, "Bm", {2, 6, 2, 16}, DType::f16); }, "Bm has dtype f16, expected f32 like u");
+  expect_rejected([](OwnedCall& oc) { reshape(oc, "Cm", {2, 6, 2, 16}, DType::f16); }, "Cm has dtype f16, expected f32 like u");
+  expect_rejected([](OwnedCall& oc) { reshape(oc, "z", {2, 6, 32}, DType::f16); }, "z has dtype f16, expected f32 like u");
+  expect_rejected(
+      [](OwnedCall& oc) {
+        for (const char* name : {"u", "delta", "z"}) reshape(oc, name, {2, 6, 32}, DType::f16);
+        reshape(oc, "Bm", {2, 6, 2, 16}, DType::f16);  // Cm stays f32
+      },
+      "Cm has dtype f32, expected f16 like u");
+  expect_rejected([](OwnedCall& oc) { reshape(oc, "A", {32, 16}, DType::f16); }, "A has dtype f16, expected f32");
+  expect_rejected([](OwnedCall& oc) { reshape(oc, "Dskip", {32}, DType::f16); }, "Dskip has dtype f16, expected f32");
+  expect_rejected([](OwnedCall& oc) { reshape(oc, "delta_bias", {32}, DType::f16); }, "delta_bias has dtype f16");
+  expect_rejected([](OwnedCall& oc) { reshape(oc, "h0", {2, 32, 16}, DType::f16); }, "h0 has dtype f16, expected f32");
+  expect_rejected([](OwnedCall& oc) { reshape(oc, "y", {2, 6, 32}, DType::f16); }, "output y has dtype f16");
   expect_rejected([](OwnedCall& oc) { reshape(oc, "delta", {2, 6, 31}); }, "delta has shape");
   expect_rejected([](OwnedCall& oc) { reshape(oc, "A", {31, 16}); }, "A dim 0 is 31, expected D=32");
   expect_rejected([](OwnedCall& oc) { reshape(oc, "A", {32, 300}); }, "A state size N=300");

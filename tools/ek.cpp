@@ -80,8 +80,10 @@ class TableReporter : public benchmark::BenchmarkReporter {
  public:
   explicit TableReporter(size_t total) : total_(total) {}
   bool ReportContext(const Context&) override {
-    std::printf("%-14s %-7s %-22s %-46s %11s %9s %10s %7s\n", "op", "backend", "variant", "shape", "time", "GB/s",
-                "GFLOP/s", "%peak");
+    // cpu: process CPU time per iteration, all threads (for a CPU device
+    // with n threads, cpu / n is the time a quiet machine would give).
+    std::printf("%-14s %-7s %-22s %-46s %11s %9s %10s %7s %11s\n", "op", "backend", "variant", "shape", "time", "GB/s",
+                "GFLOP/s", "%peak", "cpu");
     return true;
   }
   void ReportRuns(const std::vector<Run>& runs) override {
@@ -115,9 +117,15 @@ class TableReporter : public benchmark::BenchmarkReporter {
           std::snprintf(tbuf, sizeof tbuf, "%.1f us", t * 1e6);
         else
           std::snprintf(tbuf, sizeof tbuf, "%.3f ms", t * 1e3);
-        std::printf("%-14s %-7s %-22s %-46.46s %11s %9.1f %10.1f %6.1f%%\n", parts[0].c_str(), parts[1].c_str(),
+        const double cpu = r.GetAdjustedCPUTime() / benchmark::GetTimeUnitMultiplier(r.time_unit);
+        char cbuf[32];
+        if (cpu < 1e-3)
+          std::snprintf(cbuf, sizeof cbuf, "%.1f us", cpu * 1e6);
+        else
+          std::snprintf(cbuf, sizeof cbuf, "%.3f ms", cpu * 1e3);
+        std::printf("%-14s %-7s %-22s %-46.46s %11s %9.1f %10.1f %6.1f%% %11s\n", parts[0].c_str(), parts[1].c_str(),
                     parts[2].c_str(), parts[3].c_str(), tbuf, get("GB/s"),
-                    std::isnan(gops) ? get("GFLOP/s") : gops, 100.0 * get("roofline"));
+                    std::isnan(gops) ? get("GFLOP/s") : gops, 100.0 * get("roofline"), cbuf);
       }
       std::fflush(stdout);
       std::fprintf(stderr, "\r[%zu/%zu] %s", done_, total_, name.c_str());
@@ -379,6 +387,9 @@ int main(int argc, char** argv) {
   bench->add_option("--repetitions", repetitions, "Repetitions per case (the table shows the median)")
       ->check(CLI::Range(1, 100));
   bench->add_flag("--list", list_only, "List matching cases without running them");
+  std::vector<std::string> tune;
+  bench->add_option("--tune", tune, "NAME=VALUE kernel tunable for every case whose kernel declares it")
+      ->take_all();
 
   auto* op = app.add_subcommand("op", "Operators: list them, or run one on .npy files");
   op->require_subcommand(1);
@@ -409,6 +420,11 @@ int main(int argc, char** argv) {
   }
   try {
     if (*devices) return ek::cmd_devices(json, backend, remeasure);
+    if (*bench) {
+      std::string joined;
+      for (const auto& t : tune) joined += (joined.empty() ? "" : ",") + t;
+      if (!joined.empty()) setenv("EK_BENCH_TUNE", joined.c_str(), 1);
+    }
     if (*bench)
       return ek::cmd_bench(op_re, backend, variant_re, shape_re, preset, json_file, min_time, repetitions, list_only);
     if (*run) return ek::cmd_op_run(op_name, backend, device_index, ins, outs, params, run_variant);

@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "backends/cpu/cpu_device.h"
+#include "kernels/common/error.h"
+#include "kernels/common/tensor.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -58,13 +60,20 @@ double best_rate(double seconds, const std::function<double(double*)>& once) {
   return best;
 }
 
+// Allocated like the kernels' own large buffers (kernels/common/tensor.h:
+// huge pages where allowed), so peaks and kernels see the same paging.
 struct AlignedBuffer {
-  explicit AlignedBuffer(size_t n) : size(n), p(static_cast<char*>(std::aligned_alloc(64, n))) {
-    if (p) std::memset(p, 1, n);  // touch every page so first-touch is not timed
+  explicit AlignedBuffer(size_t n) : size(n) {
+    try {
+      p = static_cast<char*>(allocate_host_bytes(n));
+    } catch (const OutOfMemory&) {
+      return;  // callers report a rate of 0
+    }
+    std::memset(p, 1, n);  // nonzero data; every page already touched
   }
   ~AlignedBuffer() { std::free(p); }
   size_t size;
-  char* p;
+  char* p = nullptr;
 };
 
 #if defined(__x86_64__)

@@ -4,6 +4,10 @@
 #include <cstring>
 #include <limits>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "kernels/common/error.h"
 
 namespace ek {
@@ -63,14 +67,31 @@ int64_t TensorRef::numel() const {
 
 void HostTensor::Free::operator()(void* p) const { std::free(p); }
 
+void* allocate_host_bytes(size_t bytes) {
+  constexpr size_t kHugePage = size_t(2) << 20;
+  // Large buffers (repacked weights, KV caches, states) are streamed once per
+  // token: on 2 MiB transparent huge pages their TLB misses vanish. Opt out
+  // with EK_HUGEPAGES=0.
+  static const bool huge_ok = [] {
+    const char* e = std::getenv("EK_HUGEPAGES");
+    return !(e && std::strcmp(e, "0") == 0);
+  }();
+  const bool huge = huge_ok && bytes >= kHugePage;
+  const size_t align = huge ? kHugePage : 64;
+  size_t alloc = (bytes + align - 1) / align * align;
+  if (alloc == 0) alloc = 64;
+  void* p = std::aligned_alloc(align, alloc);
+  if (!p) throw OutOfMemory(cat("host allocation of ", alloc, " bytes failed"));
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (huge) madvise(p, alloc, MADV_HUGEPAGE);  // advice only: failure is harmless
+#endif
+  std::memset(p, 0, alloc);  // first touch here, not inside a timed kernel
+  return p;
+}
+
 HostTensor::HostTensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
   bytes_ = static_cast<size_t>(shape_numel(shape_, "tensor")) * dtype_size(dtype_);
-  size_t alloc = (bytes_ + 63) / 64 * 64;
-  if (alloc == 0) alloc = 64;
-  void* p = std::aligned_alloc(64, alloc);
-  if (!p) throw OutOfMemory(cat("host allocation of ", alloc, " bytes failed"));
-  std::memset(p, 0, alloc);
-  data_.reset(p);
+  data_.reset(allocate_host_bytes(bytes_));
 }
 
 int64_t HostTensor::numel() const {

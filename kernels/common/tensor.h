@@ -41,6 +41,11 @@ struct TensorDesc {
 };
 
 // Owning host tensor, 64-byte aligned so SIMD and device uploads are happy.
+// Zeroed host memory, 64-byte aligned; buffers of 2 MiB or more are aligned
+// to 2 MiB and advised onto transparent huge pages (EK_HUGEPAGES=0: never).
+// Release with std::free.
+void* allocate_host_bytes(size_t bytes);
+
 class HostTensor {
  public:
   HostTensor() = default;

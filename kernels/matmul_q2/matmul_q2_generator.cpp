@@ -62,17 +62,21 @@ Expr code_times_4pow(const Expr& byte, const Expr& slot) {
 //
 // normal_only (every value is a normal f16 or zero; the packer checks): the
 // sign-extended bits shifted left by 13 and masked hold sign, exponent and
-// mantissa in place, an integer add rebiases the exponent, zero is kept: 6
-// ops per vector. General: the same for normal values; subnormals become
-// (2^-14 + m*2^-24) - 2^-14, exact; exponent 31 maps to Inf/NaN. No scaling
-// multiply anywhere: reassociated into later products, a 2^-112-scaled
-// intermediate would turn into an f32 denormal (or its 2^112 partner overflow).
+// mantissa in place, an integer add rebiases the exponent, and zero stays
+// zero through a zero-masked add: shift, and, test, masked add (the widening
+// folds into the load). Not a multiply by 2^112 of the f32 reading of the
+// bits: LLVM reassociates that constant into the next product even under
+// strict_float, and xsum * 2^112 overflows for |xsum| > 65536. General:
+// rebiased the same way for normal values; subnormals become
+// (2^-14 + m*2^-24) - 2^-14, exact; exponent 31 maps to Inf/NaN.
 Expr f16_bits_to_f32(const Expr& h, bool normal_only) {
   Expr w = reinterpret<uint32_t>(i32(reinterpret<int16_t>(h)));  // sign-extended
   Expr sign_mag = (w << 13) & Internal::make_const(UInt(32), 0x8fffe000u);
   Expr rebiased = sign_mag + Internal::make_const(UInt(32), 0x38000000u);
+  if (normal_only)
+    return reinterpret<float>(select((sign_mag & Internal::make_const(UInt(32), 0x0fffe000u)) != u32(0), rebiased,
+                                     u32(0)));
   Expr magnitude = w & u32(0x7fff);
-  if (normal_only) return reinterpret<float>(select(magnitude == u32(0), sign_mag, rebiased));
   Expr sign = sign_mag & Internal::make_const(UInt(32), 0x80000000u);
   Expr mag_bits = magnitude << 13;
   Expr subnormal = strict_float(reinterpret<float>(mag_bits + u32(0x38800000)) - 6.103515625e-05f);  // 2^-14
@@ -130,10 +134,6 @@ class MatmulQ2Affine : public Generator<MatmulQ2Affine> {
   GeneratorParam<int> tokens{"tokens", 8};              // gemm register block (tokens)
   GeneratorParam<int> tiles_per_task{"tiles_per_task", 4};        // parallel task size (tiles)
   GeneratorParam<bool> mask_slots{"mask_slots", true};  // gemv int8: per-slot accumulators
-  // Software prefetch of the code stream this many bytes ahead (0: none).
-  // Measured on the EPYC (Zen 5) host, cold weights, 1 thread: K=14336 rows
-  // went from ~24 to ~31 GB/s with 4096; short rows (K=4096) gain less.
-  GeneratorParam<int> prefetch_bytes{"prefetch_bytes", 4096};
 
   // int8: u8 [64 bytes, K/16 chunks, tiles]; f32: the same bytes as u32
   // [16 rows, K/16 chunks, tiles] (row r's four bytes of a chunk, little-endian).
@@ -145,6 +145,9 @@ class MatmulQ2Affine : public Generator<MatmulQ2Affine> {
   Input<Buffer<float, 1>> bias{"bias"};             // [tiles * 16]
   Input<int> group_size{"group_size"};              // 64, 128 or 256
   Input<bool> normal_scales{"normal_scales"};       // scales are normal f16 or zero
+  // gemv: software prefetch of the code stream this many groups of a tile
+  // ahead (a group of a tile is 16 rows x G/4 bytes); a run-time tunable.
+  Input<int> prefetch_groups{"prefetch_groups"};
   Output<Buffer<float, 2>> y{"y"};                  // [tiles * 16, T]
 
   void configure() {
@@ -257,8 +260,7 @@ class MatmulQ2Affine : public Generator<MatmulQ2Affine> {
     schedule_output(y, n, t, r, to, gemm, tokens, tiles_per_task, normal_scales);
     acc.compute_at(y, to).vectorize(r).unroll(t);
     acc.update().reorder(r, t, rg).vectorize(r).unroll(t);
-    if (!gemm && prefetch_bytes > 0)  // a group of a tile is 16 rows x G/4 bytes of codes
-      acc.update().prefetch(codes, rg, rg, max(1, prefetch_bytes / (4 * G)));
+    if (!gemm) acc.update().prefetch(codes, rg, rg, max(1, prefetch_groups));
     part.compute_at(acc, rg);
     if (maddubs) {
       part.vectorize(r).unroll(t);
@@ -308,7 +310,6 @@ class MatmulQ2K : public Generator<MatmulQ2K> {
   GeneratorParam<std::string> shape{"shape", "gemv"};   // gemv | gemm
   GeneratorParam<int> tokens{"tokens", 8};
   GeneratorParam<int> tiles_per_task{"tiles_per_task", 4};
-  GeneratorParam<int> prefetch_bytes{"prefetch_bytes", 4096};  // as in matmul_q2_affine
 
   Input<Buffer<void, 3>> codes{"codes"};               // as in matmul_q2_affine
 
@@ -319,6 +320,7 @@ class MatmulQ2K : public Generator<MatmulQ2K> {
   Input<Buffer<float, 2>> xsum{"xsum"};                // [K/16, T] fp32 sums of x per sub-block
   Input<Buffer<float, 1>> bias{"bias"};                // [tiles * 16]
   Input<bool> normal_scales{"normal_scales"};          // d and dmin are normal f16 or zero
+  Input<int> prefetch_groups{"prefetch_groups"};       // as in matmul_q2_affine (a group: 1 KiB)
   Output<Buffer<float, 2>> y{"y"};                     // [tiles * 16, T]
 
   void configure() {
@@ -408,8 +410,7 @@ class MatmulQ2K : public Generator<MatmulQ2K> {
     schedule_output(y, n, t, r, to, gemm, tokens, tiles_per_task, normal_scales);
     acc.compute_at(y, to).vectorize(r).unroll(t);
     acc.update().reorder(r, t, rg).vectorize(r).unroll(t);
-    if (!gemm && prefetch_bytes > 0)  // a 256-column block of a tile is 1 KiB of codes
-      acc.update().prefetch(codes, rg, rg, std::max(1, int(prefetch_bytes) / 1024));
+    if (!gemm) acc.update().prefetch(codes, rg, rg, max(1, prefetch_groups));
     scaled.compute_at(acc, rg).vectorize(r).unroll(t);
     scaled.update().reorder(r, t, rb).vectorize(r).unroll(t);
     mins.compute_at(acc, rg).vectorize(r).unroll(t);

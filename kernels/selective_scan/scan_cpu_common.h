@@ -1,6 +1,6 @@
 // Plumbing shared by the CPU (Halide) scan kernels of selective_scan and
 // ssd_scan: strided Halide views of host memory (slices of the call's
-// tensors, scratch states), and the per-ISA builds with the profile features
+// tensors, f32 or f16 activations, scratch states), and the per-ISA builds with the profile features
 // each needs. Calls go through backends/cpu/halide_call.h (user_context error
 // capture). No operator math.
 #pragma once
@@ -32,6 +32,17 @@ inline Halide::Runtime::Buffer<float> view(const float* base, std::initializer_l
   for (const Dim& d : dims)
     shape.push_back(halide_dimension_t(0, static_cast<int32_t>(d.extent), static_cast<int32_t>(d.stride)));
   return Halide::Runtime::Buffer<float>(const_cast<float*>(base), static_cast<int>(shape.size()), shape.data());
+}
+
+// A Halide view of a call tensor, f32 or f16 (as uint16 bits: the act_f16
+// pipelines' input type), starting `offset` elements into it.
+inline Halide::Runtime::Buffer<void> tensor_view(const TensorRef& t, int64_t offset, std::initializer_list<Dim> dims) {
+  std::vector<halide_dimension_t> shape;
+  for (const Dim& d : dims)
+    shape.push_back(halide_dimension_t(0, static_cast<int32_t>(d.extent), static_cast<int32_t>(d.stride)));
+  const halide_type_t type = t.dtype == DType::f16 ? halide_type_t(halide_type_uint, 16) : halide_type_t(halide_type_float, 32);
+  char* base = static_cast<char*>(t.data) + offset * static_cast<int64_t>(dtype_size(t.dtype));
+  return Halide::Runtime::Buffer<void>(type, base, static_cast<int>(shape.size()), shape.data());
 }
 
 // An ISA build of codegen/halide.cmake (EK_HALIDE_ISAS): its name (variant

@@ -1,6 +1,6 @@
 // Halide expressions shared by the scan generators (selective_scan, ssd_scan):
 // a vectorisable exp accurate to ~1 ulp, softplus with the ops.md threshold,
-// SiLU. Halide's own exp/log lower to scalar libm calls on x86, and fast_exp is
+// SiLU, exact f16 -> f32 widening of f16 activations. Halide's own exp/log lower to scalar libm calls on x86, and fast_exp is
 // only good to ~5 bits short of full precision, which a decay multiplied in
 // over thousands of tokens amplifies; these stay within a few ulp.
 #pragma once
@@ -65,6 +65,29 @@ inline Halide::Expr softplus(Halide::Expr x) {
   Expr sp = max(x, 0.0f) + log1p_unit(exp_f32(-abs(x)));
   return select(x > 20.0f, x, sp);
 }
+
+// f16 bits (as uint16) to f32, exactly, in 9 vector ops (the conversion
+// kernels/sparse_attention uses): the exponent/mantissa field is moved into
+// place and rebiased by a multiply with 2^112 (exact, subnormals included as
+// long as f32 subnormal inputs are not flushed, the IEEE default), Inf/NaN
+// get an all-ones exponent, then the sign is OR'ed in. Halide 14's own
+// Float(16) cast is emulated in ~17 ops and never uses F16C.
+inline Halide::Expr f16_bits_to_f32(Halide::Expr h) {
+  using namespace Halide;
+  using Internal::make_const;
+  Expr x = cast<uint32_t>(h);
+  Expr em = (x & make_const(UInt(32), 0x7fff)) << make_const(UInt(32), 13);
+  Expr inf_nan = em >= make_const(UInt(32), 0x7c00u << 13);
+  Expr mag = select(inf_nan, reinterpret<float>(em | make_const(UInt(32), 0x7f800000u)),
+                    reinterpret<float>(em) * 5.192296858534828e33f /* 2^112 */);
+  Expr sign = (x & make_const(UInt(32), 0x8000)) << make_const(UInt(32), 16);
+  return reinterpret<float>(reinterpret<uint32_t>(mag) | sign);
+}
+
+// Activation inputs of the scan generators (param act_f16): f32, or f16 bits
+// as uint16, read through `widen`.
+inline Halide::Type activation_type(bool f16) { return f16 ? Halide::UInt(16) : Halide::Float(32); }
+inline Halide::Expr widen(const Halide::Expr& e, bool f16) { return f16 ? f16_bits_to_f32(e) : e; }
 
 // silu(x) = x / (1 + exp(-x)).
 // exp(-x) is capped at e^80 so the reciprocal stays finite (x * 1e-35 ~ 0).

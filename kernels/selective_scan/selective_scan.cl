@@ -8,8 +8,18 @@
 // y *= silu(z). T = 1 (decode) is the same single pass.
 //
 // Build options (-D): WG (work items per group), TEAM, SPT = ceil(N / TEAM),
-// HAS_DSKIP, HAS_Z, HAS_BIAS, HAS_H0, SOFTPLUS, USE_SUBGROUPS, and
-// INTEL_SHUFFLE (use intel_sub_group_shuffle_xor, cl_intel_subgroups).
+// HAS_DSKIP, HAS_Z, HAS_BIAS, HAS_H0, SOFTPLUS, USE_SUBGROUPS,
+// INTEL_SHUFFLE (use intel_sub_group_shuffle_xor, cl_intel_subgroups), and
+// ACT_F16 (u, delta, Bm, Cm, z are f16, read exactly with vload_half: no
+// cl_khr_fp16 needed).
+
+#if ACT_F16
+#define ACT half
+#define LOAD_ACT(p, i) vload_half((i), (p))
+#else
+#define ACT float
+#define LOAD_ACT(p, i) ((p)[i])
+#endif
 
 #if USE_SUBGROUPS && defined(cl_khr_subgroups)
 #pragma OPENCL EXTENSION cl_khr_subgroups : enable
@@ -32,9 +42,9 @@ inline float ek_softplus(float x) {
 }
 
 kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void ek_selective_scan(global const float* u, global const float* delta, global const float* A,
-                       global const float* Bm, global const float* Cm, global const float* Dskip,
-                       global const float* z, global const float* delta_bias, global const float* h0,
+void ek_selective_scan(global const ACT* u, global const ACT* delta, global const float* A,
+                       global const ACT* Bm, global const ACT* Cm, global const float* Dskip,
+                       global const ACT* z, global const float* delta_bias, global const float* h0,
                        global float* y, global float* hT, uint B, uint T, uint D, uint N, uint G, uint cpg) {
 #if USE_SUBGROUPS
   const uint lin = get_sub_group_id() * get_max_sub_group_size() + get_sub_group_local_id();
@@ -63,18 +73,18 @@ void ek_selective_scan(global const float* u, global const float* delta, global 
 #endif
   for (uint t = 0; t < T; ++t) {
     const uint td = (b * T + t) * D + d;
-    float dt = delta[td] + bias;
+    float dt = LOAD_ACT(delta, td) + bias;
 #if SOFTPLUS
     dt = ek_softplus(dt);
 #endif
-    const float ut = u[td];
+    const float ut = LOAD_ACT(u, td);
     const uint bc = ((b * T + t) * G + g) * N;
     float acc = 0.0f;
     for (uint i = 0; i < SPT; ++i) {
       const uint n = lane + i * TEAM;
       if (n < N) {
-        h[i] = exp(dt * A[d * N + n]) * h[i] + (dt * Bm[bc + n]) * ut;
-        acc += h[i] * Cm[bc + n];
+        h[i] = exp(dt * A[d * N + n]) * h[i] + (dt * LOAD_ACT(Bm, bc + n)) * ut;
+        acc += h[i] * LOAD_ACT(Cm, bc + n);
       }
     }
 #if USE_SUBGROUPS
@@ -85,7 +95,7 @@ void ek_selective_scan(global const float* u, global const float* delta, global 
       acc += Dskip[d] * ut;
 #endif
 #if HAS_Z
-      const float zt = z[td];
+      const float zt = LOAD_ACT(z, td);
       acc *= zt / (1.0f + exp(-zt));
 #endif
       y[td] = acc;

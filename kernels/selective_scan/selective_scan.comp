@@ -17,6 +17,11 @@
 // 6 HAS_H0, 7 SOFTPLUS.
 // Bindings: 0 u, 1 delta, 2 A, 3 Bm, 4 Cm, 5 Dskip, 6 z, 7 delta_bias, 8 h0,
 // 9 y, 10 hT (absent optionals are placeholders, never read).
+//
+// Variants (selective_scan.variants.json): ACT_F16 reads the activations u,
+// delta, Bm, Cm, z as f16, in packed pairs with unpackHalf2x16 (exact; no
+// 16-bit storage feature needed: buffers are allocated in 16-byte units, so
+// the pair holding an odd tensor's last element is inside the allocation).
 #version 450
 
 #if EK_TEAM_SUBGROUP
@@ -44,13 +49,24 @@ layout(push_constant) uniform Push {
   uint tseg; // tokens in this segment
 } pc;
 
-layout(binding = 0) readonly buffer U { float u[]; };
-layout(binding = 1) readonly buffer Delta { float delta[]; };
+// An activation buffer and its reader load_<name>(i) -> float.
+#if ACT_F16
+#define ACTIVATION(bind, block, name)                                        \
+  layout(binding = bind) readonly buffer block { uint name##_pairs[]; };     \
+  float load_##name(uint i) { return unpackHalf2x16(name##_pairs[i >> 1])[i & 1u]; }
+#else
+#define ACTIVATION(bind, block, name)                                        \
+  layout(binding = bind) readonly buffer block { float name[]; };            \
+  float load_##name(uint i) { return name[i]; }
+#endif
+
+ACTIVATION(0, U, u)
+ACTIVATION(1, Delta, delta)
 layout(binding = 2) readonly buffer AM { float A[]; };
-layout(binding = 3) readonly buffer BM { float Bm[]; };
-layout(binding = 4) readonly buffer CM { float Cm[]; };
+ACTIVATION(3, BM, Bm)
+ACTIVATION(4, CM, Cm)
 layout(binding = 5) readonly buffer DS { float Dskip[]; };
-layout(binding = 6) readonly buffer Z { float z[]; };
+ACTIVATION(6, Z, z)
 layout(binding = 7) readonly buffer DB { float delta_bias[]; };
 layout(binding = 8) readonly buffer H0 { float h0[]; };
 layout(binding = 9) writeonly buffer Y { float y[]; };
@@ -87,16 +103,16 @@ void main() {
   const float skip = HAS_DSKIP ? Dskip[d] : 0.0;
   for (uint t = pc.t0; t < pc.t0 + pc.tseg; ++t) {
     const uint td = (b * pc.T + t) * pc.D + d;
-    float dt = delta[td] + bias;
+    float dt = load_delta(td) + bias;
     if (SOFTPLUS) dt = softplus(dt);
-    const float ut = u[td];
+    const float ut = load_u(td);
     const uint bc = ((b * pc.T + t) * pc.G + g) * pc.N;
     float acc = 0.0;
     for (uint i = 0; i < SPT; ++i) {
       const uint n = lane + i * TEAM;
       if (n < pc.N) {
-        h[i] = exp(dt * A[d * pc.N + n]) * h[i] + (dt * Bm[bc + n]) * ut;
-        acc += h[i] * Cm[bc + n];
+        h[i] = exp(dt * A[d * pc.N + n]) * h[i] + (dt * load_Bm(bc + n)) * ut;
+        acc += h[i] * load_Cm(bc + n);
       }
     }
 #if EK_TEAM_SUBGROUP
@@ -105,7 +121,7 @@ void main() {
     if (lane == 0) {
       acc += skip * ut;
       if (HAS_Z) {
-        const float zt = z[td];
+        const float zt = load_z(td);
         acc *= zt / (1.0 + exp(-zt));
       }
       y[td] = acc;

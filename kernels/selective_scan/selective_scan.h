@@ -1,6 +1,9 @@
 // selective_scan: the Mamba-1 selective state-space scan (ops.md).
 //
-// Tensors (names as ops.md; token-major, channel innermost; all f32):
+// Tensors (names as ops.md; token-major, channel innermost). The per-token
+// activations u, delta, Bm, Cm, z are f32 or f16, all the same dtype (u's);
+// A, Dskip, delta_bias and h0 are f32. f16 values are read exactly (widened
+// to f32); the state, all arithmetic and the outputs are f32.
 //   u          [B, T, D]      input
 //   delta      [B, T, D]      time step before bias/softplus
 //   A          [D, N]         state matrix (diagonal per channel)
@@ -21,7 +24,7 @@
 // Limits: 1 <= N <= 256, B, T, D >= 1, element counts below 2^31.
 //
 // T = 1 with h0 is the decode step; every backend has a dedicated path for it.
-// State and accumulation are fp32.
+// State and accumulation are fp32 regardless of the activations' dtype.
 #pragma once
 
 #include "kernels/common/op.h"
@@ -36,6 +39,7 @@ struct SelectiveScanArgs {
   int64_t groups = 0;    // G
   bool has_dskip = false, has_z = false, has_delta_bias = false, has_h0 = false;
   bool delta_softplus = false;
+  DType activations = DType::f32;  // dtype of u, delta, Bm, Cm, z (f32 or f16)
 
   int64_t channels_per_group() const { return channels / groups; }
   static SelectiveScanArgs parse(const OpCall& call);  // throws InvalidArgument

@@ -8,7 +8,9 @@
 // all channels of the group, and the state is handed from segment to segment
 // through two scratch buffers (h0 -> s0 -> s1 -> s0 ... -> hT). Within a
 // segment each task keeps its channels' state trajectory in L1/L2. T = 1 runs
-// the decode-step pipeline instead (state read and written once).
+// the decode-step pipeline instead (state read and written once). f16
+// activations run the act_f16 builds of both pipelines, which read them in
+// place.
 #include <algorithm>
 #include <memory>
 #include <vector>
@@ -19,24 +21,33 @@
 #if EK_SCAN_HAVE_avx512
 #include "ek_selective_scan_chunk_avx512.h"
 #include "ek_selective_scan_step_avx512.h"
+#include "ek_selective_scan_chunk_f16_avx512.h"
+#include "ek_selective_scan_step_f16_avx512.h"
 #endif
 #if EK_SCAN_HAVE_avx2
 #include "ek_selective_scan_chunk_avx2.h"
 #include "ek_selective_scan_step_avx2.h"
+#include "ek_selective_scan_chunk_f16_avx2.h"
+#include "ek_selective_scan_step_f16_avx2.h"
 #endif
 #if EK_SCAN_HAVE_sse41
 #include "ek_selective_scan_chunk_sse41.h"
 #include "ek_selective_scan_step_sse41.h"
+#include "ek_selective_scan_chunk_f16_sse41.h"
+#include "ek_selective_scan_step_f16_sse41.h"
 #endif
 #if EK_SCAN_HAVE_neon
 #include "ek_selective_scan_chunk_neon.h"
 #include "ek_selective_scan_step_neon.h"
+#include "ek_selective_scan_chunk_f16_neon.h"
+#include "ek_selective_scan_step_f16_neon.h"
 #endif
 
 namespace ek {
 namespace {
 
 using scan_cpu::IsaBuild;
+using scan_cpu::tensor_view;
 using scan_cpu::view;
 
 constexpr const char* kOp = "selective_scan";
@@ -47,8 +58,8 @@ using PipelineFn = int (*)(const void*, halide_buffer_t*, halide_buffer_t*, hali
                            halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, bool, bool,
                            halide_buffer_t*, halide_buffer_t*);
 struct Pipelines {
-  PipelineFn chunk;
-  PipelineFn step;
+  PipelineFn chunk, step;          // f32 activations
+  PipelineFn chunk_f16, step_f16;  // f16 activations (as uint16 bits)
 };
 
 class SelectiveScanCpu final : public Invocation {
@@ -70,16 +81,19 @@ class SelectiveScanCpu final : public Invocation {
     scan_cpu::use_threads(dev_);
     const int64_t B = a_.batch, T = a_.tokens, D = a_.channels, N = a_.state, G = a_.groups;
     const int64_t cpg = a_.channels_per_group();
-    const float* u = call_.get("u").as<float>();
-    const float* delta = call_.get("delta").as<float>();
+    const TensorRef& u = call_.get("u");
+    const TensorRef& delta = call_.get("delta");
     const float* A = call_.get("A").as<float>();
-    const float* Bm = call_.get("Bm").as<float>();
-    const float* Cm = call_.get("Cm").as<float>();
-    const float* z = a_.has_z ? call_.get("z").as<float>() : u;  // not read without has_z
+    const TensorRef& Bm = call_.get("Bm");
+    const TensorRef& Cm = call_.get("Cm");
+    const TensorRef& z = a_.has_z ? call_.get("z") : u;  // not read without has_z
+    const TensorRef& y = call_.get("y");
+    const bool f16 = a_.activations == DType::f16;
+    const PipelineFn step_fn = f16 ? fns_.step_f16 : fns_.step;
+    const PipelineFn chunk_fn = f16 ? fns_.chunk_f16 : fns_.chunk;
     const float* dskip = a_.has_dskip ? call_.get("Dskip").as<float>() : zeros_d_.data();
     const float* bias = a_.has_delta_bias ? call_.get("delta_bias").as<float>() : zeros_d_.data();
     const float* h0 = a_.has_h0 ? call_.get("h0").as<float>() : zero_state_.data();
-    float* y = call_.get("y").as<float>();
     float* hT = call_.get("hT").as<float>();
 
     for (int64_t g = 0; g < G; ++g) {
@@ -89,12 +103,12 @@ class SelectiveScanCpu final : public Invocation {
       auto bias_v = view(bias + d0, {{cpg, 1}});
       auto state = [&](const float* base) { return view(base + d0 * N, {{N, 1}, {cpg, N}, {B, D * N}}); };
       if (T == 1) {
-        auto tok = [&](const float* base) { return view(base + d0, {{cpg, 1}, {B, D}}); };
-        auto bc = [&](const float* base) { return view(base + g * N, {{N, 1}, {B, G * N}}); };
+        auto tok = [&](const TensorRef& t) { return tensor_view(t, d0, {{cpg, 1}, {B, D}}); };
+        auto bc = [&](const TensorRef& t) { return tensor_view(t, g * N, {{N, 1}, {B, G * N}}); };
         auto u_v = tok(u), delta_v = tok(delta), z_v = tok(z), y_v = tok(y);
         auto B_v = bc(Bm), C_v = bc(Cm);
         auto hin_v = state(h0), hT_v = state(hT);
-        cpu::halide_run(name_, fns_.step, u_v.raw_buffer(), delta_v.raw_buffer(), z_v.raw_buffer(),
+        cpu::halide_run(name_, step_fn, u_v.raw_buffer(), delta_v.raw_buffer(), z_v.raw_buffer(),
                                A_v.raw_buffer(), B_v.raw_buffer(), C_v.raw_buffer(), dskip_v.raw_buffer(),
                                bias_v.raw_buffer(), hin_v.raw_buffer(), a_.has_z, a_.delta_softplus,
                                y_v.raw_buffer(), hT_v.raw_buffer());
@@ -103,16 +117,18 @@ class SelectiveScanCpu final : public Invocation {
       const int64_t segments = (T + chunk_ - 1) / chunk_;
       for (int64_t s = 0; s < segments; ++s) {
         const int64_t t0 = s * chunk_, len = std::min(chunk_, T - t0);
-        auto tok = [&](const float* base) { return view(base + t0 * D + d0, {{cpg, 1}, {len, D}, {B, T * D}}); };
-        auto bc = [&](const float* base) {
-          return view(base + t0 * G * N + g * N, {{N, 1}, {len, G * N}, {B, T * G * N}});
+        auto tok = [&](const TensorRef& t) {
+          return tensor_view(t, t0 * D + d0, {{cpg, 1}, {len, D}, {B, T * D}});
+        };
+        auto bc = [&](const TensorRef& t) {
+          return tensor_view(t, t0 * G * N + g * N, {{N, 1}, {len, G * N}, {B, T * G * N}});
         };
         const float* in = s == 0 ? h0 : scratch_[(s - 1) % 2].data();
         float* out = s == segments - 1 ? hT : scratch_[s % 2].data();
         auto u_v = tok(u), delta_v = tok(delta), z_v = tok(z), y_v = tok(y);
         auto B_v = bc(Bm), C_v = bc(Cm);
         auto hin_v = state(in), hout_v = state(out);
-        cpu::halide_run(name_, fns_.chunk, u_v.raw_buffer(), delta_v.raw_buffer(), z_v.raw_buffer(),
+        cpu::halide_run(name_, chunk_fn, u_v.raw_buffer(), delta_v.raw_buffer(), z_v.raw_buffer(),
                                A_v.raw_buffer(), B_v.raw_buffer(), C_v.raw_buffer(), dskip_v.raw_buffer(),
                                bias_v.raw_buffer(), hin_v.raw_buffer(), a_.has_z, a_.delta_softplus,
                                y_v.raw_buffer(), hout_v.raw_buffer());
@@ -141,9 +157,9 @@ void register_isa(const IsaBuild& isa, Pipelines fns) {
   k.backend = "cpu";
   k.variant = cat("halide_", isa.name);
   k.doc = "Halide: channels vectorised, state trajectory per tile kept in cache over a segment of `chunk` tokens; "
-          "dedicated decode-step pipeline for T = 1";
+          "dedicated decode-step pipeline for T = 1; f32 or f16 activations (f16 read in place, widened exactly)";
   k.priority = isa.priority;
-  k.nmse_bound = 1e-7;
+  k.nmse_bound = 1e-7;  // fp32 state and arithmetic; f16 activations are read exactly
   k.tunables = {{"chunk", {16, 32, 64, 128, 256}, SelectiveScanCpu::kDefaultChunk}};
   k.ineligible_reason = [isa](const DeviceProfile& p, const OpCall&) { return scan_cpu::missing_features(p, isa); };
   const std::string name = k.id();
@@ -153,8 +169,9 @@ void register_isa(const IsaBuild& isa, Pipelines fns) {
   Registry::instance().add_kernel(std::move(k));
 }
 
-#define EK_SCAN_REGISTER(isa) \
-  register_isa(scan_cpu::isa_build(#isa), {ek_selective_scan_chunk_##isa, ek_selective_scan_step_##isa})
+#define EK_SCAN_REGISTER(isa)                                                                              \
+  register_isa(scan_cpu::isa_build(#isa), {ek_selective_scan_chunk_##isa, ek_selective_scan_step_##isa, \
+                                           ek_selective_scan_chunk_f16_##isa, ek_selective_scan_step_f16_##isa})
 
 const bool registered = [] {
 #if EK_SCAN_HAVE_avx512

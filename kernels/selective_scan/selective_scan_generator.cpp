@@ -18,6 +18,12 @@
 //   once, vectorised along n (the contiguous dimension of h0/hT); softplus and
 //   the gate are vectorised across a 128-channel tile; y is a lane reduction
 //   over n per channel.
+//
+// act_f16 builds read the activations u, delta, z, Bm, Cm as f16 bits
+// (uint16) and widen them exactly to f32. The chunk pipeline widens each
+// tile's share of the segment once into small f32 buffers before the scan
+// (widening inside the strided per-token loop cost ~35 % at T = 512, now
+// ~5 %); the step widens B and C once per call, u, delta, z where loaded.
 #include <Halide.h>
 
 #include "kernels/selective_scan/scan_math_halide.h"
@@ -25,23 +31,26 @@
 namespace {
 
 using namespace Halide;
+using ek::halide_scan::activation_type;
 using ek::halide_scan::exp2_f32;
 using ek::halide_scan::exp_f32;
 using ek::halide_scan::kLog2e;
 using ek::halide_scan::silu;
 using ek::halide_scan::softplus;
+using ek::halide_scan::widen;
 
 class SelectiveScanChunk : public Generator<SelectiveScanChunk> {
  public:
   // Channels per task, in vectors: wider tiles make each token's row access
   // longer (fewer, better-prefetched cache lines per token).
   GeneratorParam<int> tile_vectors{"tile_vectors", 4};
-  Input<Buffer<float>> u{"u", 3};             // (d, t, b)
-  Input<Buffer<float>> delta{"delta", 3};     // (d, t, b)
-  Input<Buffer<float>> z{"z", 3};             // (d, t, b), ignored unless has_z
+  GeneratorParam<bool> act_f16{"act_f16", false};  // u, delta, z, Bm, Cm: f16 bits (uint16) instead of f32
+  Input<Buffer<>> u{"u", 3};                  // (d, t, b)
+  Input<Buffer<>> delta{"delta", 3};          // (d, t, b)
+  Input<Buffer<>> z{"z", 3};                  // (d, t, b), ignored unless has_z
   Input<Buffer<float>> A{"A", 2};             // (n, d)
-  Input<Buffer<float>> Bm{"Bm", 3};           // (n, t, b) of this group
-  Input<Buffer<float>> Cm{"Cm", 3};           // (n, t, b) of this group
+  Input<Buffer<>> Bm{"Bm", 3};                // (n, t, b) of this group
+  Input<Buffer<>> Cm{"Cm", 3};                // (n, t, b) of this group
   Input<Buffer<float>> Dskip{"Dskip", 1};     // (d), zeros when absent
   Input<Buffer<float>> delta_bias{"delta_bias", 1};  // (d), zeros when absent
   Input<Buffer<float>> h_in{"h_in", 3};       // (n, d, b)
@@ -50,16 +59,28 @@ class SelectiveScanChunk : public Generator<SelectiveScanChunk> {
   Output<Buffer<float>> y{"y", 3};            // (d, t, b)
   Output<Buffer<float>> hT{"hT", 3};          // (n, d, b)
 
+  void configure() {
+    for (auto* in : {&u, &delta, &z, &Bm, &Cm}) in->set_type(activation_type(act_f16));
+  }
+
   void generate() {
     Var d("d"), n("n"), t("t"), b("b"), k("k");
     const Expr T = u.dim(1).extent();
     const Expr N = A.dim(0).extent();
     const Expr t0 = u.dim(1).min();
 
+    // The activations as f32 (inlined unless scheduled below).
+    Func uf("uf"), deltaf("deltaf"), zf("zf"), Bf("Bf"), Cf("Cf");
+    uf(d, t, b) = widen(u(d, t, b), act_f16);
+    deltaf(d, t, b) = widen(delta(d, t, b), act_f16);
+    zf(d, t, b) = widen(z(d, t, b), act_f16);
+    Bf(n, t, b) = widen(Bm(n, t, b), act_f16);
+    Cf(n, t, b) = widen(Cm(n, t, b), act_f16);
+
     Func dt("dt"), dtu("dtu"), At("At"), h("h"), yc("yc");
-    Expr draw = delta(d, t, b) + delta_bias(d);
+    Expr draw = deltaf(d, t, b) + delta_bias(d);
     dt(d, t, b) = select(delta_softplus, softplus(draw), draw);
-    dtu(d, t, b) = dt(d, t, b) * u(d, t, b);
+    dtu(d, t, b) = dt(d, t, b) * uf(d, t, b);
     // Per tile, transposed so the scan loads it contiguously along d, and in
     // base 2 so the decay is exp2(dt * A2).
     At(d, n) = A(n, d) * kLog2e;
@@ -68,13 +89,13 @@ class SelectiveScanChunk : public Generator<SelectiveScanChunk> {
     RDom r(0, T, "r");
     h(d, n, k, b) = undef<float>();
     h(d, n, 0, b) = h_in(n, d, b);
-    h(d, n, r + 1, b) = exp2_f32(dt(d, t0 + r, b) * At(d, n)) * h(d, n, r, b) + dtu(d, t0 + r, b) * Bm(n, t0 + r, b);
+    h(d, n, r + 1, b) = exp2_f32(dt(d, t0 + r, b) * At(d, n)) * h(d, n, r, b) + dtu(d, t0 + r, b) * Bf(n, t0 + r, b);
 
     RDom rn(0, N, "rn");
     yc(d, t, b) = 0.0f;
-    yc(d, t, b) += h(d, rn, t - t0 + 1, b) * Cm(rn, t, b);
-    Expr yv = yc(d, t, b) + Dskip(d) * u(d, t, b);
-    y(d, t, b) = select(has_z, yv * silu(z(d, t, b)), yv);
+    yc(d, t, b) += h(d, rn, t - t0 + 1, b) * Cf(rn, t, b);
+    Expr yv = yc(d, t, b) + Dskip(d) * uf(d, t, b);
+    y(d, t, b) = select(has_z, yv * silu(zf(d, t, b)), yv);
     hT(n, d, b) = h(d, n, T, b);
 
     // Schedule. One task = one vector of channels of one sequence.
@@ -104,9 +125,18 @@ class SelectiveScanChunk : public Generator<SelectiveScanChunk> {
     yc.update().specialize(N == 16).unroll(rn, 16);
     y.prefetch(z, t, t, 8).prefetch(u, t, t, 8);
     y.specialize(has_z);
+    if (act_f16) {
+      // The segment's B and C rows (chunk x N) and the tile's u, delta, z
+      // (chunk x tile channels), widened once per tile.
+      Bf.compute_at(y, tile).vectorize(n, V, TailStrategy::GuardWithIf);
+      Cf.compute_at(y, tile).vectorize(n, V, TailStrategy::GuardWithIf);
+      for (Func* f : {&uf, &deltaf, &zf})
+        f->compute_at(y, tile).bound_storage(d, TW).vectorize(d, V, TailStrategy::GuardWithIf);
+    }
 
     // Dense innermost dimensions; everything else is free (slices, crops).
-    for (auto* buf : {&u, &delta, &z, &A, &Bm, &Cm, &h_in}) (*buf).dim(0).set_stride(1);
+    for (auto* buf : {&u, &delta, &z, &Bm, &Cm}) (*buf).dim(0).set_stride(1);
+    for (auto* buf : {&A, &h_in}) (*buf).dim(0).set_stride(1);
     y.dim(0).set_stride(1);
     hT.dim(0).set_stride(1);
   }
@@ -114,12 +144,13 @@ class SelectiveScanChunk : public Generator<SelectiveScanChunk> {
 
 class SelectiveScanStep : public Generator<SelectiveScanStep> {
  public:
-  Input<Buffer<float>> u{"u", 2};             // (d, b) of the one token
-  Input<Buffer<float>> delta{"delta", 2};
-  Input<Buffer<float>> z{"z", 2};
+  GeneratorParam<bool> act_f16{"act_f16", false};  // u, delta, z, Bm, Cm: f16 bits (uint16) instead of f32
+  Input<Buffer<>> u{"u", 2};                  // (d, b) of the one token
+  Input<Buffer<>> delta{"delta", 2};
+  Input<Buffer<>> z{"z", 2};
   Input<Buffer<float>> A{"A", 2};             // (n, d)
-  Input<Buffer<float>> Bm{"Bm", 2};           // (n, b) of this group
-  Input<Buffer<float>> Cm{"Cm", 2};
+  Input<Buffer<>> Bm{"Bm", 2};                // (n, b) of this group
+  Input<Buffer<>> Cm{"Cm", 2};
   Input<Buffer<float>> Dskip{"Dskip", 1};
   Input<Buffer<float>> delta_bias{"delta_bias", 1};
   Input<Buffer<float>> h_in{"h_in", 3};       // (n, d, b)
@@ -128,20 +159,32 @@ class SelectiveScanStep : public Generator<SelectiveScanStep> {
   Output<Buffer<float>> y{"y", 2};            // (d, b)
   Output<Buffer<float>> hT{"hT", 3};          // (n, d, b)
 
+  void configure() {
+    for (auto* in : {&u, &delta, &z, &Bm, &Cm}) in->set_type(activation_type(act_f16));
+  }
+
   void generate() {
     Var d("d"), n("n"), b("b");
     const Expr N = A.dim(0).extent();
 
+    // The activations as f32 (inlined unless scheduled below).
+    Func uf("uf"), deltaf("deltaf"), zf("zf"), Bf("Bf"), Cf("Cf");
+    uf(d, b) = widen(u(d, b), act_f16);
+    deltaf(d, b) = widen(delta(d, b), act_f16);
+    zf(d, b) = widen(z(d, b), act_f16);
+    Bf(n, b) = widen(Bm(n, b), act_f16);
+    Cf(n, b) = widen(Cm(n, b), act_f16);
+
     Func dt("dt"), dtu("dtu"), hn("hn"), yc("yc");
-    Expr draw = delta(d, b) + delta_bias(d);
+    Expr draw = deltaf(d, b) + delta_bias(d);
     dt(d, b) = select(delta_softplus, softplus(draw), draw);
-    dtu(d, b) = dt(d, b) * u(d, b);
-    hn(n, d, b) = exp_f32(dt(d, b) * A(n, d)) * h_in(n, d, b) + dtu(d, b) * Bm(n, b);
+    dtu(d, b) = dt(d, b) * uf(d, b);
+    hn(n, d, b) = exp_f32(dt(d, b) * A(n, d)) * h_in(n, d, b) + dtu(d, b) * Bf(n, b);
     RDom rn(0, N, "rn");
     yc(d, b) = 0.0f;
-    yc(d, b) += hn(rn, d, b) * Cm(rn, b);
-    Expr yv = yc(d, b) + Dskip(d) * u(d, b);
-    y(d, b) = select(has_z, yv * silu(z(d, b)), yv);
+    yc(d, b) += hn(rn, d, b) * Cf(rn, b);
+    Expr yv = yc(d, b) + Dskip(d) * uf(d, b);
+    y(d, b) = select(has_z, yv * silu(zf(d, b)), yv);
     hT(n, d, b) = hn(n, d, b);
 
     const int V = natural_vector_size<float>();
@@ -164,8 +207,14 @@ class SelectiveScanStep : public Generator<SelectiveScanStep> {
     RVar rno("rno"), rni("rni");
     yc.compute_at(y, tile).bound_storage(d, tile_channels).store_in(MemoryType::Stack);
     yc.update().specialize(N % V == 0).split(rn, rno, rni, V).atomic().vectorize(rni);
+    if (act_f16) {
+      // B and C of the token (N per sequence), widened once per call.
+      Bf.compute_root().vectorize(n, V, TailStrategy::GuardWithIf);
+      Cf.compute_root().vectorize(n, V, TailStrategy::GuardWithIf);
+    }
 
-    for (auto* buf : {&u, &delta, &z, &A, &Bm, &Cm, &h_in}) (*buf).dim(0).set_stride(1);
+    for (auto* buf : {&u, &delta, &z, &Bm, &Cm}) (*buf).dim(0).set_stride(1);
+    for (auto* buf : {&A, &h_in}) (*buf).dim(0).set_stride(1);
     y.dim(0).set_stride(1);
     hT.dim(0).set_stride(1);
   }

@@ -53,7 +53,8 @@ void reference(const OpCall& call) {
 
 // Case dims: B, T, D, N, G; option switches dskip, z, bias, h0; data modes
 // a_mode (0: A in [-16, -0.5], 1: very negative A in [-1e4, -50]) and
-// delta_mode (0: typical, 1: delta+bias around the softplus threshold 20).
+// delta_mode (0: typical, 1: delta+bias around the softplus threshold 20);
+// f16 (optional, default 0): the activations u, delta, Bm, Cm, z in f16.
 OpCase make_case(std::string name, int64_t B, int64_t T, int64_t D, int64_t N, int64_t G, bool all_options,
                  std::set<std::string> tags) {
   OpCase c;
@@ -61,9 +62,14 @@ OpCase make_case(std::string name, int64_t B, int64_t T, int64_t D, int64_t N, i
   c.name = std::move(name);
   const int64_t on = all_options ? 1 : 0;
   c.dims = {{"B", B}, {"T", T}, {"D", D}, {"N", N}, {"G", G}, {"dskip", on}, {"z", on},
-            {"bias", on}, {"h0", on}, {"a_mode", 0}, {"delta_mode", 0}};
+            {"bias", on}, {"h0", on}, {"a_mode", 0}, {"delta_mode", 0}, {"f16", 0}};
   c.params.set("delta_softplus", all_options);
   c.tags = std::move(tags);
+  return c;
+}
+
+OpCase f16_case(OpCase c) {
+  c.dims["f16"] = 1;
   return c;
 }
 
@@ -113,6 +119,19 @@ std::vector<OpCase> cases() {
     c.params.set("delta_softplus", true);
     add(std::move(c));
   }
+  // f16 activations (u, delta, Bm, Cm, z); state, parameters and y stay f32.
+  // Odd element counts exercise the last half-word of packed f16 reads.
+  add(f16_case(make_case("f16: mamba-2.8b D=5120 N=16 decode T=1", 1, 1, 5120, 16, 1, true, {"realistic", "bench"})));
+  add(f16_case(make_case("f16: mamba-130m D=1536 N=16 T=64 all options", 1, 64, 1536, 16, 1, true, {"realistic"})));
+  add(f16_case(make_case("f16: mamba-130m D=1536 N=16 T=512", 1, 512, 1536, 16, 1, true, {"bench"})));
+  add(f16_case(make_case("edge f16: T=1 with h0 odd D=37 B=3", 3, 1, 37, 16, 1, true, {"edge"})));
+  add(f16_case(make_case("edge f16: T=77 D=45 N=5 G=3, odd sizes", 1, 77, 45, 5, 3, true, {"edge"})));
+  add(f16_case(make_case("edge f16: no options T=40 D=96", 1, 40, 96, 16, 1, false, {"edge"})));
+  {
+    OpCase c = f16_case(make_case("edge f16: delta near softplus threshold 20", 1, 30, 64, 16, 1, true, {"edge"}));
+    c.dims["delta_mode"] = 1;
+    add(std::move(c));
+  }
   return out;
 }
 
@@ -122,9 +141,11 @@ void make_inputs(const OpCase& c, std::mt19937_64& rng, OwnedCall& oc) {
   const bool near_threshold = c.dims.at("delta_mode") == 1;
   const bool has_bias = c.dims.at("bias") != 0;
   const bool softplus = c.params.get_bool(kOp, "delta_softplus", false);
-  oc.allocate("u", DType::f32, {B, T, D});
+  const auto f16 = c.dims.find("f16");
+  const DType act = f16 != c.dims.end() && f16->second ? DType::f16 : DType::f32;
+  oc.allocate("u", act, {B, T, D});
   fill_uniform(oc.storage["u"], rng, -1.0, 1.0);
-  oc.allocate("delta", DType::f32, {B, T, D});
+  oc.allocate("delta", act, {B, T, D});
   if (near_threshold)
     fill_uniform(oc.storage["delta"], rng, has_bias ? 19.0 : 18.0, has_bias ? 21.0 : 22.0);
   else if (softplus)
@@ -136,16 +157,16 @@ void make_inputs(const OpCase& c, std::mt19937_64& rng, OwnedCall& oc) {
     fill_uniform(oc.storage["A"], rng, -1e4, -50.0);
   else
     fill_uniform(oc.storage["A"], rng, -16.0, -0.5);
-  oc.allocate("Bm", DType::f32, {B, T, G, N});
+  oc.allocate("Bm", act, {B, T, G, N});
   fill_uniform(oc.storage["Bm"], rng, -1.0, 1.0);
-  oc.allocate("Cm", DType::f32, {B, T, G, N});
+  oc.allocate("Cm", act, {B, T, G, N});
   fill_uniform(oc.storage["Cm"], rng, -1.0, 1.0);
   if (c.dims.at("dskip")) {
     oc.allocate("Dskip", DType::f32, {D});
     fill_uniform(oc.storage["Dskip"], rng, 0.5, 1.5);
   }
   if (c.dims.at("z")) {
-    oc.allocate("z", DType::f32, {B, T, D});
+    oc.allocate("z", act, {B, T, D});
     fill_uniform(oc.storage["z"], rng, -3.0, 3.0);
   }
   if (has_bias) {
@@ -167,9 +188,11 @@ Cost cost(const OpCall& call) {
   const double updates = btd * a.state;
   const double bc = static_cast<double>(a.batch) * a.tokens * a.groups * a.state;
   const double states = static_cast<double>(a.batch) * a.channels * a.state;
+  const double act = static_cast<double>(dtype_size(a.activations));  // u, delta, z, Bm, Cm
   Cost c;
-  c.bytes = 4.0 * (btd * (3 + (a.has_z ? 1 : 0)) + 2 * bc + a.channels * a.state +
-                   a.channels * ((a.has_dskip ? 1 : 0) + (a.has_delta_bias ? 1 : 0)) + states * (a.has_h0 ? 2 : 1));
+  c.bytes = act * (btd * (2 + (a.has_z ? 1 : 0)) + 2 * bc) +
+            4.0 * (btd /* y */ + a.channels * a.state + a.channels * ((a.has_dskip ? 1 : 0) + (a.has_delta_bias ? 1 : 0)) +
+                   states * (a.has_h0 ? 2 : 1));
   // Per state update: dt*A, exp (counted as one op), h = dA*h + (dt*u)*B, y += h*C.
   c.flops = updates * 7 + btd * 12;
   return c;
@@ -178,13 +201,13 @@ Cost cost(const OpCall& call) {
 const RegisterOp reg(OpDef{
     kOp,
     "Mamba-1 selective scan: h = exp(dt*A)*h + dt*B*u, y = C.h (+ Dskip*u) (* silu(z)), with final state",
-    {{"u", true, false, "u [B, T, D] f32"},
-     {"delta", true, false, "delta [B, T, D] f32"},
+    {{"u", true, false, "u [B, T, D] f32|f16 (u, delta, Bm, Cm, z share one dtype)"},
+     {"delta", true, false, "delta [B, T, D] f32|f16"},
      {"A", true, false, "A [D, N] f32"},
-     {"Bm", true, false, "Bm [B, T, G, N] f32"},
-     {"Cm", true, false, "Cm [B, T, G, N] f32"},
+     {"Bm", true, false, "Bm [B, T, G, N] f32|f16"},
+     {"Cm", true, false, "Cm [B, T, G, N] f32|f16"},
      {"Dskip", false, false, "Dskip [D] f32"},
-     {"z", false, false, "z [B, T, D] f32 (gate: y *= silu(z))"},
+     {"z", false, false, "z [B, T, D] f32|f16 (gate: y *= silu(z))"},
      {"delta_bias", false, false, "delta_bias [D] f32"},
      {"h0", false, false, "h0 [B, D, N] f32 initial state (zeros if absent)"},
      {"y", true, true, "y [B, T, D] f32"},
@@ -207,7 +230,14 @@ SelectiveScanArgs SelectiveScanArgs::parse(const OpCall& call) {
   const TensorRef& u = call.get("u");
   SelectiveScanArgs a;
   check_rank(kOp, "u", u, 3);
-  check_dtype(kOp, "u", u, {DType::f32});
+  check_dtype(kOp, "u", u, {DType::f32, DType::f16});
+  a.activations = u.dtype;
+  // The per-token activations share u's dtype: one kernel build per dtype
+  // instead of one per combination.
+  auto check_activation = [&](const char* name, const TensorRef& t) {
+    EK_CHECK_ARG(t.dtype == a.activations, kOp, ": ", name, " has dtype ", dtype_name(t.dtype), ", expected ",
+                 dtype_name(a.activations), " like u (u, delta, Bm, Cm and z share one dtype)");
+  };
   a.batch = u.shape[0];
   a.tokens = u.shape[1];
   a.channels = u.shape[2];
@@ -219,7 +249,7 @@ SelectiveScanArgs SelectiveScanArgs::parse(const OpCall& call) {
 
   auto check_like_u = [&](const char* name, const TensorRef& t) {
     check_rank(kOp, name, t, 3);
-    check_dtype(kOp, name, t, {DType::f32});
+    check_activation(name, t);
     EK_CHECK_ARG(t.shape == u.shape, kOp, ": ", name, " has shape ", shape_str(t.shape), ", expected u's shape ",
                  shape_str(u.shape));
   };
@@ -235,7 +265,7 @@ SelectiveScanArgs SelectiveScanArgs::parse(const OpCall& call) {
 
   const TensorRef& Bm = call.get("Bm");
   check_rank(kOp, "Bm", Bm, 4);
-  check_dtype(kOp, "Bm", Bm, {DType::f32});
+  check_activation("Bm", Bm);
   check_dim(kOp, "Bm", Bm, 0, a.batch, "B");
   check_dim(kOp, "Bm", Bm, 1, a.tokens, "T");
   a.groups = Bm.shape[2];
@@ -245,7 +275,7 @@ SelectiveScanArgs SelectiveScanArgs::parse(const OpCall& call) {
   EK_CHECK_ARG(shape_numel(Bm.shape, cat(kOp, ": Bm")) <= limit, kOp, ": Bm has more than 2^31-1 elements");
   const TensorRef& Cm = call.get("Cm");
   check_rank(kOp, "Cm", Cm, 4);
-  check_dtype(kOp, "Cm", Cm, {DType::f32});
+  check_activation("Cm", Cm);
   EK_CHECK_ARG(Cm.shape == Bm.shape, kOp, ": Cm has shape ", shape_str(Cm.shape), ", expected Bm's shape ",
                shape_str(Bm.shape));
 

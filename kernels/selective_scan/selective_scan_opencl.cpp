@@ -2,7 +2,8 @@
 // team of work items per channel with the y sum by sub-group shuffles
 // ("subgroup", devices with cl_khr_subgroup_shuffle or cl_intel_subgroups),
 // or one work item per channel ("thread"). One launch covers every token;
-// T = 1 (decode) is the same single pass.
+// T = 1 (decode) is the same single pass. f16 activations are read with
+// vload_half (ACT_F16), which needs no cl_khr_fp16.
 #include <algorithm>
 
 #include "backends/opencl/opencl_invocation.h"
@@ -52,6 +53,7 @@ std::unique_ptr<Invocation> bind(Device& device, const OpCall& call, const Tunin
         .flag("SOFTPLUS", a.delta_softplus)
         .flag("USE_SUBGROUPS", subgroups)
         .flag("INTEL_SHUFFLE", intel)
+        .flag("ACT_F16", a.activations == DType::f16)
         .raw(subgroups ? dev.subgroup_build_option() : "")
         .str();
   };
@@ -70,14 +72,15 @@ std::unique_ptr<Invocation> bind(Device& device, const OpCall& call, const Tunin
 
 const RegisterKernel reg_thread(KernelImpl{
     "selective_scan", "opencl", "thread",
-    "one work item per channel, states in registers over all tokens",
-    10, 1e-7, {{"WG", {1, 4, 8, 16, 32, 64, 128, 256}, 0}},
+    "one work item per channel, states in registers over all tokens; f32 or f16 activations",
+    10, 1e-7 /* fp32 state and arithmetic; f16 activations are read exactly */, {{"WG", {1, 4, 8, 16, 32, 64, 128, 256}, 0}},
     [](const DeviceProfile& p, const OpCall& call) { return cl_buffers_ineligible(p, call); },
     [](Device& d, const OpCall& call, const Tuning& t) { return bind(d, call, t, false); }});
 
 const RegisterKernel reg_subgroup(KernelImpl{
     "selective_scan", "opencl", "subgroup",
-    "team of work items per channel, states in registers over all tokens, y summed by sub-group shuffles",
+    "team of work items per channel, states in registers over all tokens, y summed by sub-group shuffles; f32 or "
+    "f16 activations",
     20, 1e-7, {{"WG", {16, 32, 64, 128, 256}, 0}, {"TEAM", {2, 4, 8, 16, 32}, 0}},
     [](const DeviceProfile& p, const OpCall& call) -> std::string {
       if (!p.has("subgroup_shuffle")) return "device has no OpenCL sub-group shuffles (subgroup_shuffle)";

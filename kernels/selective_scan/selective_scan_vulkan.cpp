@@ -2,7 +2,9 @@
 // "subgroup" (a team of invocations per channel, states spread over the team,
 // y summed by subgroup shuffles) and "thread" (one invocation per channel, no
 // subgroup operations). One dispatch covers every token (llvmpipe: segments,
-// see scan_gpu_common.h); T = 1 (decode) is the same single pass.
+// see scan_gpu_common.h); T = 1 (decode) is the same single pass. f16
+// activations run the shader's ACT_F16 build (".f16"), which reads them as
+// packed pairs.
 #include <algorithm>
 
 #include "backends/vulkan/vulkan_kernel.h"
@@ -38,6 +40,14 @@ uint32_t workgroup_size(const DeviceProfile& p, int64_t tuned, uint32_t team) {
   return pow2_floor(static_cast<uint64_t>(wg));
 }
 
+// The shader build for the call's activation dtype (u's: the contract makes
+// u, delta, Bm, Cm, z share it).
+std::string shader_for(const std::string& variant, const OpCall& call) {
+  const TensorRef* u = call.find("u");
+  const bool f16 = u && u->dtype == DType::f16;
+  return cat("selective_scan/selective_scan.", variant, f16 ? ".f16" : "", ".spv");
+}
+
 KernelImpl make_kernel(const char* variant, bool subgroup, int priority, const char* doc) {
   KernelImpl k;
   k.op = "selective_scan";
@@ -45,17 +55,18 @@ KernelImpl make_kernel(const char* variant, bool subgroup, int priority, const c
   k.variant = variant;
   k.doc = doc;
   k.priority = priority;
-  k.nmse_bound = 1e-7;
+  k.nmse_bound = 1e-7;  // fp32 state and arithmetic; f16 activations are read exactly
   k.tunables = {{"block", {32, 64, 128, 256}, 0}};
   if (subgroup) k.tunables.push_back({"team", {2, 4, 8, 16, 32}, 0});
-  const std::string shader = cat("selective_scan/selective_scan.", variant, ".spv");
+  const std::string name = variant;
   const std::vector<std::string> features =
       subgroup ? std::vector<std::string>{"subgroup_basic", "subgroup_shuffle"} : std::vector<std::string>{};
-  k.ineligible_reason = [shader, features](const DeviceProfile& p, const OpCall& call) {
-    return vulkan_ineligible(p, call, features, {shader});
+  k.ineligible_reason = [name, features](const DeviceProfile& p, const OpCall& call) {
+    return vulkan_ineligible(p, call, features, {shader_for(name, call)});
   };
-  k.bind = [shader, subgroup](Device& d, const OpCall& call, const Tuning& t) -> std::unique_ptr<Invocation> {
+  k.bind = [name, subgroup](Device& d, const OpCall& call, const Tuning& t) -> std::unique_ptr<Invocation> {
     const SelectiveScanArgs a = SelectiveScanArgs::parse(call);
+    const std::string shader = shader_for(name, call);
     auto inv = std::make_unique<VulkanOpInvocation>(d, call);
     const uint32_t team = subgroup ? team_size(d.profile(), a.state, tuning_value(t, "team", 0)) : 1;
     const uint32_t wg = workgroup_size(d.profile(), tuning_value(t, "block", 0), team);
@@ -98,9 +109,10 @@ KernelImpl make_kernel(const char* variant, bool subgroup, int priority, const c
 
 const RegisterKernel subgroup(make_kernel("subgroup", true, 20,
                                           "team of invocations per channel, states in registers over all tokens, "
-                                          "y summed by subgroup shuffles"));
+                                          "y summed by subgroup shuffles; f32 or f16 activations"));
 const RegisterKernel thread(make_kernel("thread", false, 10,
-                                        "one invocation per channel, states in registers over all tokens"));
+                                        "one invocation per channel, states in registers over all tokens; f32 or "
+                                        "f16 activations"));
 
 }  // namespace
 }  // namespace ek

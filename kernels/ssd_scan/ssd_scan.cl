@@ -18,7 +18,16 @@
 //
 // Build options (-D): WG, TEAM, SPT, HAS_DSKIP, HAS_BIAS, HAS_STATE_IN,
 // SOFTPLUS, LMAX (chunk length), NMAX (state size), USE_SUBGROUPS,
-// INTEL_SHUFFLE.
+// INTEL_SHUFFLE, ACT_F16 (x, dt, Bm, Cm are f16, read exactly with
+// vload_half: no cl_khr_fp16 needed).
+
+#if ACT_F16
+#define ACT half
+#define LOAD_ACT(p, i) vload_half((i), (p))
+#else
+#define ACT float
+#define LOAD_ACT(p, i) ((p)[i])
+#endif
 
 #if USE_SUBGROUPS && defined(cl_khr_subgroups)
 #pragma OPENCL EXTENSION cl_khr_subgroups : enable
@@ -51,8 +60,8 @@ inline float ek_softplus(float v) {
 // 2^x for decays, clamped at -127 (the result is 0 to float precision there).
 inline float decay2(float v) { return exp2(fmax(v, -127.0f)); }
 
-inline float time_step(const Shape* s, global const float* dt, global const float* dt_bias, uint b, uint t, uint h) {
-  float v = dt[(b * s->T + t) * s->H + h];
+inline float time_step(const Shape* s, global const ACT* dt, global const float* dt_bias, uint b, uint t, uint h) {
+  float v = LOAD_ACT(dt, (b * s->T + t) * s->H + h);
 #if HAS_BIAS
   v += dt_bias[h];
 #endif
@@ -66,8 +75,8 @@ inline uint x_index(const Shape* s, uint b, uint t, uint h, uint p) { return ((b
 inline uint bc_index(const Shape* s, uint b, uint t, uint g, uint n) { return ((b * s->T + t) * s->G + g) * s->N + n; }
 
 #define SSD_ARGS                                                                                              \
-  global const float *x, global const float *dt, global const float *A, global const float *Bm,               \
-      global const float *Cm, global const float *Dskip, global const float *dt_bias,                        \
+  global const ACT *x, global const ACT *dt, global const float *A, global const ACT *Bm,                     \
+      global const ACT *Cm, global const float *Dskip, global const float *dt_bias,                        \
       global const float *state_in, global float *y, global float *state_out, global float *local_state,     \
       global float *chunk_decay, uint B, uint T, uint H, uint P, uint N, uint G, uint hpg, uint t0, uint L,   \
       uint nc, uint tseg, float dt_min, float dt_max
@@ -103,15 +112,15 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void ek_ssd_seq(SSD_ARGS)
   for (uint t = t0; t < t0 + tseg; ++t) {
     const float d = time_step(s, dt, dt_bias, b, t, h);
     const float decay = decay2(d * a2);
-    const float xv = x[x_index(s, b, t, h, p)];
+    const float xv = LOAD_ACT(x, x_index(s, b, t, h, p));
     const float dx = d * xv;
     const uint bc = bc_index(s, b, t, g, 0);
     float acc = 0.0f;
     for (uint i = 0; i < SPT; ++i) {
       const uint n = lane + i * TEAM;
       if (n < N) {
-        S[i] = decay * S[i] + dx * Bm[bc + n];
-        acc += S[i] * Cm[bc + n];
+        S[i] = decay * S[i] + dx * LOAD_ACT(Bm, bc + n);
+        acc += S[i] * LOAD_ACT(Cm, bc + n);
       }
     }
 #if USE_SUBGROUPS
@@ -156,7 +165,8 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void ek_ssd_chunk_state(S
   for (uint e = lid; e < PN; e += WG) {
     const uint p = e / N, n = e % N;
     float acc = 0.0f;
-    for (uint k = 0; k < lc; ++k) acc += sh_w[k] * x[x_index(s, b, tc + k, h, p)] * Bm[bc_index(s, b, tc + k, g, n)];
+    for (uint k = 0; k < lc; ++k)
+      acc += sh_w[k] * LOAD_ACT(x, x_index(s, b, tc + k, h, p)) * LOAD_ACT(Bm, bc_index(s, b, tc + k, g, n));
     local_state[wg * PN + e] = acc;
   }
 }
@@ -210,7 +220,7 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void ek_ssd_chunk_out(SSD
   for (uint r = 0; r < RUNS; ++r) run_s[r] = 0.0f;
   float run_in = 0.0f;  // seg(-1, l)
   for (uint l = 0; l < lc; ++l) {
-    for (uint n = lid; n < N; n += WG) sh_C[n] = Cm[bc_index(s, b, tc + l, g, n)];
+    for (uint n = lid; n < N; n += WG) sh_C[n] = LOAD_ACT(Cm, bc_index(s, b, tc + l, g, n));
     barrier(CLK_LOCAL_MEM_FENCE);
     run_in += sh_la[l];
     for (uint r = 0; r < RUNS; ++r) {
@@ -219,7 +229,7 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void ek_ssd_chunk_out(SSD
       if (k <= l) {
         float cb = 0.0f;
         const uint bs = bc_index(s, b, tc + k, g, 0);
-        for (uint n = 0; n < N; ++n) cb += sh_C[n] * Bm[bs + n];
+        for (uint n = 0; n < N; ++n) cb += sh_C[n] * LOAD_ACT(Bm, bs + n);
         sh_coef[k] = cb * decay2(run_s[r]) * sh_dt[k];
       }
     }
@@ -230,9 +240,9 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void ek_ssd_chunk_out(SSD
       const uint sp = wg * PN + p * N;
       for (uint n = 0; n < N; ++n) off += sh_C[n] * local_state[sp + n];
       float diag = 0.0f;
-      for (uint k = 0; k <= l; ++k) diag += sh_coef[k] * x[x_index(s, b, tc + k, h, p)];
+      for (uint k = 0; k <= l; ++k) diag += sh_coef[k] * LOAD_ACT(x, x_index(s, b, tc + k, h, p));
       const uint xi = x_index(s, b, tc + l, h, p);
-      y[xi] = decay_in * off + diag + skip * x[xi];
+      y[xi] = decay_in * off + diag + skip * LOAD_ACT(x, xi);
     }
     barrier(CLK_LOCAL_MEM_FENCE);
   }

@@ -25,6 +25,11 @@
 // Bindings: 0 x, 1 dt, 2 A, 3 Bm, 4 Cm, 5 Dskip, 6 dt_bias, 7 state in,
 // 8 y, 9 state out, 10 local chunk states [B, H, nc, P, N], 11 chunk decays
 // [B, H, nc] (unused ones are placeholders).
+//
+// ACT_F16 builds (".f16") read the activations x, dt, Bm, Cm as f16, in
+// packed pairs with unpackHalf2x16 (exact; no 16-bit storage feature needed:
+// buffers are allocated in 16-byte units, so the pair holding an odd
+// tensor's last element is inside the allocation). STATE_PASS reads none.
 #version 450
 
 #if EK_TEAM_SUBGROUP
@@ -59,11 +64,22 @@ layout(push_constant) uniform Push {
   float dt_max;
 } pc;
 
-layout(binding = 0) readonly buffer X { float x[]; };
-layout(binding = 1) readonly buffer DT { float dt[]; };
+// An activation buffer and its reader load_<name>(i) -> float.
+#if ACT_F16
+#define ACTIVATION(bind, block, name)                                        \
+  layout(binding = bind) readonly buffer block { uint name##_pairs[]; };     \
+  float load_##name(uint i) { return unpackHalf2x16(name##_pairs[i >> 1])[i & 1u]; }
+#else
+#define ACTIVATION(bind, block, name)                                        \
+  layout(binding = bind) readonly buffer block { float name[]; };            \
+  float load_##name(uint i) { return name[i]; }
+#endif
+
+ACTIVATION(0, X, x)
+ACTIVATION(1, DT, dt)
 layout(binding = 2) readonly buffer AH { float A[]; };
-layout(binding = 3) readonly buffer BM { float Bm[]; };
-layout(binding = 4) readonly buffer CM { float Cm[]; };
+ACTIVATION(3, BM, Bm)
+ACTIVATION(4, CM, Cm)
 layout(binding = 5) readonly buffer DS { float Dskip[]; };
 layout(binding = 6) readonly buffer DB { float dt_bias[]; };
 layout(binding = 7) readonly buffer SI { float state_in[]; };
@@ -83,7 +99,7 @@ float softplus(float v) {
 
 // dt' = clamp(softplus(dt + bias)) of token t, head h.
 float time_step(uint b, uint t, uint h) {
-  float v = dt[(b * pc.T + t) * pc.H + h] + (HAS_BIAS ? dt_bias[h] : 0.0);
+  float v = load_dt((b * pc.T + t) * pc.H + h) + (HAS_BIAS ? dt_bias[h] : 0.0);
   if (SOFTPLUS) v = softplus(v);
   return min(max(v, pc.dt_min), pc.dt_max);
 }
@@ -121,15 +137,15 @@ void main() {
   for (uint t = pc.t0; t < pc.t0 + pc.tseg; ++t) {
     const float d = time_step(b, t, h);
     const float decay = decay2(d * a2);
-    const float xv = x[x_index(b, t, h, p)];
+    const float xv = load_x(x_index(b, t, h, p));
     const float dx = d * xv;
     const uint bc = bc_index(b, t, g, 0);
     float acc = 0.0;
     for (uint i = 0; i < SPT; ++i) {
       const uint n = lane + i * TEAM;
       if (n < pc.N) {
-        S[i] = decay * S[i] + dx * Bm[bc + n];
-        acc += S[i] * Cm[bc + n];
+        S[i] = decay * S[i] + dx * load_Bm(bc + n);
+        acc += S[i] * load_Cm(bc + n);
       }
     }
 #if EK_TEAM_SUBGROUP
@@ -179,7 +195,7 @@ void main() {
   for (uint e = lid; e < PN; e += nt) {
     const uint p = e / pc.N, n = e % pc.N;
     float acc = 0.0;
-    for (uint s = 0; s < lc; ++s) acc += sh_w[s] * x[x_index(b, tc + s, h, p)] * Bm[bc_index(b, tc + s, g, n)];
+    for (uint s = 0; s < lc; ++s) acc += sh_w[s] * load_x(x_index(b, tc + s, h, p)) * load_Bm(bc_index(b, tc + s, g, n));
     local_state[wg * PN + e] = acc;
   }
 }
@@ -231,7 +247,7 @@ void main() {
   for (uint k = 0; k < RUNS; ++k) run_s[k] = 0.0;
   float run_in = 0.0;  // seg(-1, l)
   for (uint l = 0; l < lc; ++l) {
-    for (uint n = lid; n < pc.N; n += nt) sh_C[n] = Cm[bc_index(b, tc + l, g, n)];
+    for (uint n = lid; n < pc.N; n += nt) sh_C[n] = load_Cm(bc_index(b, tc + l, g, n));
     barrier();
     run_in += sh_la[l];
     for (uint k = 0; k < RUNS; ++k) {
@@ -240,7 +256,7 @@ void main() {
       if (s <= l) {
         float cb = 0.0;
         const uint bs = bc_index(b, tc + s, g, 0);
-        for (uint n = 0; n < pc.N; ++n) cb += sh_C[n] * Bm[bs + n];
+        for (uint n = 0; n < pc.N; ++n) cb += sh_C[n] * load_Bm(bs + n);
         sh_coef[s] = cb * decay2(run_s[k]) * sh_dt[s];
       }
     }
@@ -251,9 +267,9 @@ void main() {
       const uint sp = wg * PN + p * pc.N;
       for (uint n = 0; n < pc.N; ++n) off += sh_C[n] * local_state[sp + n];
       float diag = 0.0;
-      for (uint s = 0; s <= l; ++s) diag += sh_coef[s] * x[x_index(b, tc + s, h, p)];
+      for (uint s = 0; s <= l; ++s) diag += sh_coef[s] * load_x(x_index(b, tc + s, h, p));
       const uint xi = x_index(b, tc + l, h, p);
-      y[xi] = decay_in * off + diag + skip * x[xi];
+      y[xi] = decay_in * off + diag + skip * load_x(xi);
     }
     barrier();
   }

@@ -1,6 +1,9 @@
 // ssd_scan: the Mamba-2 state-space-duality scan (ops.md).
 //
-// Tensors (names as ops.md; all f32):
+// Tensors (names as ops.md). The per-token activations x, dt, Bm, Cm are f32
+// or f16, all the same dtype (x's); A, Dskip, dt_bias and h0 are f32. f16
+// values are read exactly (widened to f32); the state, all arithmetic and the
+// outputs are f32.
 //   x        [B, T, H, P]   input per head
 //   dt       [B, T, H]      time step before bias/softplus/clamp
 //   A        [H]            one scalar per head
@@ -42,6 +45,7 @@ struct SsdScanArgs {
   bool has_dskip = false, has_dt_bias = false, has_h0 = false;
   bool dt_softplus = false;
   float dt_min = -INFINITY, dt_max = INFINITY;  // clamp after softplus (infinite = none)
+  DType activations = DType::f32;  // dtype of x, dt, Bm, Cm (f32 or f16)
 
   int64_t heads_per_group() const { return heads / groups; }
   static SsdScanArgs parse(const OpCall& call);  // throws InvalidArgument

@@ -8,7 +8,8 @@
 //               the state in cache; T = 1 (decode) is one such call.
 //   chunked     segments of `chunk` tokens, each one SSD chunk (matrix form).
 // By T: sequential when T < `chunk_from_T`, else chunked. The default
-// crossover is the measured one (docs/scan.md).
+// crossover is the measured one (docs/scan.md). f16 activations run the
+// act_f16 builds of the scan pipelines, which read them in place.
 #include <algorithm>
 #include <memory>
 #include <vector>
@@ -18,36 +19,50 @@
 
 #if EK_SSD_HAVE_avx512 || EK_SSD_HAVE_avx2 || EK_SSD_HAVE_sse41 || EK_SSD_HAVE_neon
 #include "ek_ssd_scan_chunk_generic.h"
+#include "ek_ssd_scan_chunk_generic_f16.h"
 #endif
 #if EK_SSD_HAVE_avx512
 #include "ek_ssd_scan_chunk_avx512.h"
 #include "ek_ssd_scan_seq_avx512.h"
 #include "ek_ssd_scan_step_avx512.h"
 #include "ek_ssd_state_transpose_avx512.h"
+#include "ek_ssd_scan_chunk_f16_avx512.h"
+#include "ek_ssd_scan_seq_f16_avx512.h"
+#include "ek_ssd_scan_step_f16_avx512.h"
 #endif
 #if EK_SSD_HAVE_avx2
 #include "ek_ssd_scan_chunk_avx2.h"
 #include "ek_ssd_scan_seq_avx2.h"
 #include "ek_ssd_scan_step_avx2.h"
 #include "ek_ssd_state_transpose_avx2.h"
+#include "ek_ssd_scan_chunk_f16_avx2.h"
+#include "ek_ssd_scan_seq_f16_avx2.h"
+#include "ek_ssd_scan_step_f16_avx2.h"
 #endif
 #if EK_SSD_HAVE_sse41
 #include "ek_ssd_scan_chunk_sse41.h"
 #include "ek_ssd_scan_seq_sse41.h"
 #include "ek_ssd_scan_step_sse41.h"
 #include "ek_ssd_state_transpose_sse41.h"
+#include "ek_ssd_scan_chunk_f16_sse41.h"
+#include "ek_ssd_scan_seq_f16_sse41.h"
+#include "ek_ssd_scan_step_f16_sse41.h"
 #endif
 #if EK_SSD_HAVE_neon
 #include "ek_ssd_scan_chunk_neon.h"
 #include "ek_ssd_scan_seq_neon.h"
 #include "ek_ssd_scan_step_neon.h"
 #include "ek_ssd_state_transpose_neon.h"
+#include "ek_ssd_scan_chunk_f16_neon.h"
+#include "ek_ssd_scan_seq_f16_neon.h"
+#include "ek_ssd_scan_step_f16_neon.h"
 #endif
 
 namespace ek {
 namespace {
 
 using scan_cpu::IsaBuild;
+using scan_cpu::tensor_view;
 using scan_cpu::view;
 
 constexpr const char* kOp = "ssd_scan";
@@ -58,11 +73,15 @@ using PipelineFn = int (*)(const void*, halide_buffer_t*, halide_buffer_t*, hali
                            halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, bool, float, float, int,
                            halide_buffer_t*, halide_buffer_t*);
 using TransposeFn = int (*)(const void*, halide_buffer_t*, halide_buffer_t*);
-struct Pipelines {
+// The scan pipelines of one activation dtype.
+struct ScanFns {
   PipelineFn step;           // T = 1
   PipelineFn seq;            // a few tokens, state in cache
   PipelineFn chunk;          // one SSD chunk, register-tiled (shape limits below)
   PipelineFn chunk_generic;  // one SSD chunk, any shape
+};
+struct Pipelines {
+  ScanFns f32, f16;          // f32 activations; f16 activations (as uint16 bits)
   TransposeFn transpose;     // per-head state transpose
   int vector_width;          // floats per vector of the ISA build
 };
@@ -113,15 +132,16 @@ class SsdScanCpu final : public Invocation {
   void execute() override {
     scan_cpu::use_threads(dev_);
     const int64_t B = a_.batch, T = a_.tokens, H = a_.heads, P = a_.head_dim, N = a_.state, G = a_.groups;
-    const float* x = call_.get("x").as<float>();
-    const float* dt = call_.get("dt").as<float>();
+    const TensorRef& x = call_.get("x");
+    const TensorRef& dt = call_.get("dt");
     const float* A = call_.get("A").as<float>();
-    const float* Bm = call_.get("Bm").as<float>();
-    const float* Cm = call_.get("Cm").as<float>();
+    const TensorRef& Bm = call_.get("Bm");
+    const TensorRef& Cm = call_.get("Cm");
+    const ScanFns& fns = a_.activations == DType::f16 ? fns_.f16 : fns_.f32;
     const float* dskip = a_.has_dskip ? call_.get("Dskip").as<float>() : zeros_h_.data();
     const float* bias = a_.has_dt_bias ? call_.get("dt_bias").as<float>() : zeros_h_.data();
     const float* h0 = a_.has_h0 ? call_.get("h0").as<float>() : zero_state_.data();  // sequential form
-    float* y = call_.get("y").as<float>();
+    const TensorRef& y = call_.get("y");
     float* hT = call_.get("hT").as<float>();
 
     auto A_v = view(A, {{H, 1}});
@@ -138,21 +158,21 @@ class SsdScanCpu final : public Invocation {
     }
     for (int64_t s = 0; s < segments; ++s) {
       const int64_t t0 = s * segment_, len = std::min(segment_, T - t0);
-      auto x_v = view(x + t0 * H * P, {{P, 1}, {H, P}, {len, H * P}, {B, T * H * P}});
-      auto y_v = view(y + t0 * H * P, {{P, 1}, {H, P}, {len, H * P}, {B, T * H * P}});
-      auto dt_v = view(dt + t0 * H, {{H, 1}, {len, H}, {B, T * H}});
-      auto B_v = view(Bm + t0 * G * N, {{N, 1}, {G, N}, {len, G * N}, {B, T * G * N}});
-      auto C_v = view(Cm + t0 * G * N, {{N, 1}, {G, N}, {len, G * N}, {B, T * G * N}});
+      auto x_v = tensor_view(x, t0 * H * P, {{P, 1}, {H, P}, {len, H * P}, {B, T * H * P}});
+      auto y_v = tensor_view(y, t0 * H * P, {{P, 1}, {H, P}, {len, H * P}, {B, T * H * P}});
+      auto dt_v = tensor_view(dt, t0 * H, {{H, 1}, {len, H}, {B, T * H}});
+      auto B_v = tensor_view(Bm, t0 * G * N, {{N, 1}, {G, N}, {len, G * N}, {B, T * G * N}});
+      auto C_v = tensor_view(Cm, t0 * G * N, {{N, 1}, {G, N}, {len, G * N}, {B, T * G * N}});
       PipelineFn fn;
       Halide::Runtime::Buffer<float> hin_v, hout_v;
       if (chunked_) {
         const bool fits = P >= kTileVectors * fns_.vector_width && N >= kTileRows && len >= kTileRows;
-        fn = fits ? fns_.chunk : fns_.chunk_generic;
+        fn = fits ? fns.chunk : fns.chunk_generic;
         hin_v = state_t(scratch_[cur].data());
         hout_v = state_t(scratch_[1 - cur].data());
         cur = 1 - cur;
       } else {
-        fn = len == 1 ? fns_.step : fns_.seq;
+        fn = len == 1 ? fns.step : fns.seq;
         hin_v = state(s == 0 ? h0 : scratch_[(s - 1) % 2].data());
         hout_v = state(s == segments - 1 ? hT : scratch_[s % 2].data());
       }
@@ -187,9 +207,10 @@ void register_isa(const IsaBuild& isa, Pipelines fns) {
   k.backend = "cpu";
   k.variant = cat("halide_", isa.name);
   k.doc = "Halide: decode step (T = 1) and sequential form (per-token update, state in cache) for short T, chunked "
-          "SSD form (register-tiled matrix products per head and chunk) from T >= chunk_from_T";
+          "SSD form (register-tiled matrix products per head and chunk) from T >= chunk_from_T; f32 or f16 "
+          "activations (f16 read in place, widened exactly)";
   k.priority = isa.priority;
-  k.nmse_bound = 1e-7;
+  k.nmse_bound = 1e-7;  // fp32 state and arithmetic; f16 activations are read exactly
   k.tunables = {{"form", {0, 1, 2}, Defaults::form},
                 {"chunk", {32, 64, 128}, Defaults::chunk},
                 {"seq_tokens", {1, 4, 8, 16}, Defaults::seq_tokens},
@@ -203,9 +224,12 @@ void register_isa(const IsaBuild& isa, Pipelines fns) {
   Registry::instance().add_kernel(std::move(k));
 }
 
-#define EK_SSD_REGISTER(isa)                                                                                    \
-  register_isa(scan_cpu::isa_build(#isa), {ek_ssd_scan_step_##isa, ek_ssd_scan_seq_##isa, ek_ssd_scan_chunk_##isa, \
-                                           ek_ssd_scan_chunk_generic, ek_ssd_state_transpose_##isa, 0})
+#define EK_SSD_REGISTER(isa)                                                                                  \
+  register_isa(scan_cpu::isa_build(#isa),                                                                    \
+               {{ek_ssd_scan_step_##isa, ek_ssd_scan_seq_##isa, ek_ssd_scan_chunk_##isa, ek_ssd_scan_chunk_generic}, \
+                {ek_ssd_scan_step_f16_##isa, ek_ssd_scan_seq_f16_##isa, ek_ssd_scan_chunk_f16_##isa,                 \
+                 ek_ssd_scan_chunk_generic_f16},                                                               \
+                ek_ssd_state_transpose_##isa, 0})
 
 const bool registered = [] {
 #if EK_SSD_HAVE_avx512

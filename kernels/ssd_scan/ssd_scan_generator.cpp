@@ -23,6 +23,11 @@
 //   order, handing S_out to the next call (the short sequential pass over
 //   chunk states).
 // ssd_state_transpose: per-head state transpose between the two layouts.
+//
+// act_f16 builds of the scan generators read the activations x, dt, Bm, Cm as
+// f16 bits (uint16) and widen them exactly to f32: dt where it is loaded, x,
+// B and C (which the inner loops reuse) once into f32 buffers per head (x)
+// and per call (B, C) instead of once per use.
 #include <Halide.h>
 
 #include "kernels/selective_scan/scan_math_halide.h"
@@ -30,17 +35,21 @@
 namespace {
 
 using namespace Halide;
+using ek::halide_scan::activation_type;
 using ek::halide_scan::exp2_f32;
 using ek::halide_scan::kLog2e;
 using ek::halide_scan::softplus;
+using ek::halide_scan::widen;
 
-// Shared inputs/outputs of both generators.
+// Shared inputs/outputs of both generators; x, dt, Bm, Cm are f32 or (act_f16)
+// f16 bits as uint16.
 #define EK_SSD_IO                                                                  \
-  Input<Buffer<float>> x{"x", 4};             /* (p, h, t, b) */                   \
-  Input<Buffer<float>> dt{"dt", 3};           /* (h, t, b) */                      \
+  GeneratorParam<bool> act_f16{"act_f16", false};                                  \
+  Input<Buffer<>> x{"x", 4};                  /* (p, h, t, b) */                   \
+  Input<Buffer<>> dt{"dt", 3};                /* (h, t, b) */                      \
   Input<Buffer<float>> A{"A", 1};             /* (h) */                            \
-  Input<Buffer<float>> Bm{"Bm", 4};           /* (n, g, t, b) */                   \
-  Input<Buffer<float>> Cm{"Cm", 4};           /* (n, g, t, b) */                   \
+  Input<Buffer<>> Bm{"Bm", 4};                /* (n, g, t, b) */                   \
+  Input<Buffer<>> Cm{"Cm", 4};                /* (n, g, t, b) */                   \
   Input<Buffer<float>> Dskip{"Dskip", 1};     /* (h), zeros when absent */         \
   Input<Buffer<float>> dt_bias{"dt_bias", 1}; /* (h), zeros when absent */         \
   Input<Buffer<float>> h_in{"h_in", 4};       /* (n, p, h, b) */                   \
@@ -49,7 +58,24 @@ using ek::halide_scan::softplus;
   Input<float> dt_max{"dt_max"};                                                   \
   Input<int> heads_per_group{"heads_per_group"};                                   \
   Output<Buffer<float>> y{"y", 4};            /* (p, h, t, b) */                   \
-  Output<Buffer<float>> hT{"hT", 4};          /* (n, p, h, b) */
+  Output<Buffer<float>> hT{"hT", 4};          /* (n, p, h, b) */                   \
+  void configure() {                                                               \
+    for (auto* in : {&x, &dt, &Bm, &Cm}) in->set_type(activation_type(act_f16));   \
+  }
+
+// The activations as f32 Funcs (inlined unless a schedule stages them).
+struct Widened {
+  Func x{"xf"}, dt{"dtf"}, Bm{"Bf"}, Cm{"Cf"};
+};
+inline Widened widened(const Func& x, const Func& dt, const Func& Bm, const Func& Cm, bool f16) {
+  Var p("p"), h("h"), t("t"), b("b"), n("n"), g("g");
+  Widened w;
+  w.x(p, h, t, b) = widen(x(p, h, t, b), f16);
+  w.dt(h, t, b) = widen(dt(h, t, b), f16);
+  w.Bm(n, g, t, b) = widen(Bm(n, g, t, b), f16);
+  w.Cm(n, g, t, b) = widen(Cm(n, g, t, b), f16);
+  return w;
+}
 
 // dt' = clamp(softplus(dt + bias)), as ops.md orders it.
 inline Expr time_step(const Expr& raw, const Expr& use_softplus, const Expr& lo, const Expr& hi) {
@@ -66,21 +92,22 @@ class SsdScanSeq : public Generator<SsdScanSeq> {
     const Expr T = x.dim(2).extent();
     const Expr N = Bm.dim(0).extent();
     Expr g = h / heads_per_group;
+    Widened in = widened(x, dt, Bm, Cm, act_f16);
 
     Func dtp("dtp"), decay("decay"), S("S"), yc("yc");
-    dtp(h, t, b) = time_step(dt(h, t, b) + dt_bias(h), dt_softplus, dt_min, dt_max);
+    dtp(h, t, b) = time_step(in.dt(h, t, b) + dt_bias(h), dt_softplus, dt_min, dt_max);
     decay(h, t, b) = exp2_f32(dtp(h, t, b) * (A(h) * kLog2e));
 
     // S(k) = state after k tokens; the first token reads h_in itself (no copy).
     RDom r(1, T - 1, "r");
     S(n, p, k, h, b) = undef<float>();
-    S(n, p, 1, h, b) = decay(h, 0, b) * h_in(n, p, h, b) + (dtp(h, 0, b) * x(p, h, 0, b)) * Bm(n, g, 0, b);
-    S(n, p, r + 1, h, b) = decay(h, r, b) * S(n, p, r, h, b) + (dtp(h, r, b) * x(p, h, r, b)) * Bm(n, g, r, b);
+    S(n, p, 1, h, b) = decay(h, 0, b) * h_in(n, p, h, b) + (dtp(h, 0, b) * in.x(p, h, 0, b)) * in.Bm(n, g, 0, b);
+    S(n, p, r + 1, h, b) = decay(h, r, b) * S(n, p, r, h, b) + (dtp(h, r, b) * in.x(p, h, r, b)) * in.Bm(n, g, r, b);
 
     RDom rn(0, N, "rn");
     yc(p, h, t, b) = 0.0f;
-    yc(p, h, t, b) += S(rn, p, t + 1, h, b) * Cm(rn, g, t, b);
-    y(p, h, t, b) = yc(p, h, t, b) + Dskip(h) * x(p, h, t, b);
+    yc(p, h, t, b) += S(rn, p, t + 1, h, b) * in.Cm(rn, g, t, b);
+    y(p, h, t, b) = yc(p, h, t, b) + Dskip(h) * in.x(p, h, t, b);
     hT(n, p, h, b) = S(n, p, T, h, b);
 
     // Schedule: one task per head (batch is an outer serial loop; fusing it
@@ -101,8 +128,16 @@ class SsdScanSeq : public Generator<SsdScanSeq> {
     ylanes.compute_at(y, t).reorder_storage(v, p).vectorize(v);
     ylanes.update().reorder(v, rno, p).vectorize(v);
     yc.update().specialize(N % V == 0).atomic().vectorize(rni);
+    if (act_f16) {
+      // The head's x and its group's B, C over the segment, widened once.
+      Var pv = in.x.args()[0], nv = in.Bm.args()[0];
+      in.x.compute_at(y, h).vectorize(pv, V, TailStrategy::GuardWithIf);
+      in.Bm.compute_at(y, h).vectorize(nv, V, TailStrategy::GuardWithIf);
+      in.Cm.compute_at(y, h).vectorize(nv, V, TailStrategy::GuardWithIf);
+    }
 
-    for (auto* buf : {&x, &Bm, &Cm, &h_in}) (*buf).dim(0).set_stride(1);
+    for (auto* buf : {&x, &Bm, &Cm}) (*buf).dim(0).set_stride(1);
+    h_in.dim(0).set_stride(1);
     dt.dim(0).set_stride(1);
     y.dim(0).set_stride(1);
     hT.dim(0).set_stride(1);
@@ -119,18 +154,19 @@ class SsdScanStep : public Generator<SsdScanStep> {
     Var n("n"), p("p"), t("t"), h("h"), b("b"), g("g"), v("v");
     const Expr N = Bm.dim(0).extent();
     Expr gh = h / heads_per_group;
+    Widened in = widened(x, dt, Bm, Cm, act_f16);
 
     Func dtp("dtp"), decay("decay"), BC("BC"), yc("yc");
-    dtp(h, b) = time_step(dt(h, 0, b) + dt_bias(h), dt_softplus, dt_min, dt_max);
+    dtp(h, b) = time_step(in.dt(h, 0, b) + dt_bias(h), dt_softplus, dt_min, dt_max);
     decay(h, b) = exp2_f32(dtp(h, b) * (A(h) * kLog2e));
     RDom rn(0, N, "rn");
     BC(g, b) = 0.0f;
-    BC(g, b) += Bm(rn, g, 0, b) * Cm(rn, g, 0, b);
+    BC(g, b) += in.Bm(rn, g, 0, b) * in.Cm(rn, g, 0, b);
     yc(p, h, b) = 0.0f;
-    yc(p, h, b) += h_in(rn, p, h, b) * Cm(rn, gh, 0, b);
-    Expr dx = dtp(h, b) * x(p, h, 0, b);
-    y(p, h, t, b) = decay(h, b) * yc(p, h, b) + dx * BC(gh, b) + Dskip(h) * x(p, h, 0, b);  // t: the one token
-    hT(n, p, h, b) = decay(h, b) * h_in(n, p, h, b) + (dtp(h, b) * x(p, h, 0, b)) * Bm(n, gh, 0, b);
+    yc(p, h, b) += h_in(rn, p, h, b) * in.Cm(rn, gh, 0, b);
+    Expr dx = dtp(h, b) * in.x(p, h, 0, b);
+    y(p, h, t, b) = decay(h, b) * yc(p, h, b) + dx * BC(gh, b) + Dskip(h) * in.x(p, h, 0, b);  // t: the one token
+    hT(n, p, h, b) = decay(h, b) * h_in(n, p, h, b) + (dtp(h, b) * in.x(p, h, 0, b)) * in.Bm(n, gh, 0, b);
 
     const int V = natural_vector_size<float>();
     const auto G = TailStrategy::GuardWithIf;
@@ -148,8 +184,15 @@ class SsdScanStep : public Generator<SsdScanStep> {
     lanes.compute_at(y, h).reorder_storage(v, p).vectorize(v);
     lanes.update().reorder(v, rno, p).vectorize(v);
     yc.update().specialize(N % V == 0).atomic().vectorize(rni);
+    if (act_f16) {
+      // The token's B and C (every group), widened once per call.
+      Var nv = in.Bm.args()[0];
+      in.Bm.compute_root().vectorize(nv, V, G);
+      in.Cm.compute_root().vectorize(nv, V, G);
+    }
 
-    for (auto* buf : {&x, &Bm, &Cm, &h_in}) (*buf).dim(0).set_stride(1);
+    for (auto* buf : {&x, &Bm, &Cm}) (*buf).dim(0).set_stride(1);
+    h_in.dim(0).set_stride(1);
     dt.dim(0).set_stride(1);
     y.dim(0).set_stride(1);
     hT.dim(0).set_stride(1);
@@ -161,12 +204,14 @@ class SsdScanChunk : public Generator<SsdScanChunk> {
   // As EK_SSD_IO, except that the state is carried transposed, p innermost
   // ((p, n, h, b)), between chunks: both products that touch it then read
   // or write whole p-vectors. The driver transposes h0 in and hT out once
-  // per call (ssd_state_transpose).
-  Input<Buffer<float>> x{"x", 4};             // (p, h, t, b)
-  Input<Buffer<float>> dt{"dt", 3};           // (h, t, b)
+  // per call (ssd_state_transpose). x, dt, Bm, Cm are f32 or (act_f16) f16
+  // bits as uint16.
+  GeneratorParam<bool> act_f16{"act_f16", false};
+  Input<Buffer<>> x{"x", 4};                  // (p, h, t, b)
+  Input<Buffer<>> dt{"dt", 3};                // (h, t, b)
   Input<Buffer<float>> A{"A", 1};             // (h)
-  Input<Buffer<float>> Bm{"Bm", 4};           // (n, g, t, b)
-  Input<Buffer<float>> Cm{"Cm", 4};           // (n, g, t, b)
+  Input<Buffer<>> Bm{"Bm", 4};                // (n, g, t, b)
+  Input<Buffer<>> Cm{"Cm", 4};                // (n, g, t, b)
   Input<Buffer<float>> Dskip{"Dskip", 1};     // (h), zeros when absent
   Input<Buffer<float>> dt_bias{"dt_bias", 1}; // (h), zeros when absent
   Input<Buffer<float>> h_in{"h_in", 4};       // (p, n, h, b): transposed state
@@ -186,16 +231,21 @@ class SsdScanChunk : public Generator<SsdScanChunk> {
   GeneratorParam<int> tile_vectors{"tile_vectors", 4};
   GeneratorParam<int> tile_rows{"tile_rows", 4};
 
+  void configure() {
+    for (auto* in : {&x, &dt, &Bm, &Cm}) in->set_type(activation_type(act_f16));
+  }
+
   void generate() {
     Var n("n"), p("p"), s("s"), l("l"), h("h"), b("b"), g("g");
     const Expr T = x.dim(2).extent();  // tokens of this chunk
     const Expr N = Bm.dim(0).extent();
     Expr gh = h / heads_per_group;
     const int RT = tile_rows;
+    Widened in = widened(x, dt, Bm, Cm, act_f16);
 
     Func dtp("dtp"), la("la"), seg("seg"), BT("BT"), CB("CB"), M("M"), xw("xw"), decay_in("decay_in");
     Func Yoff("Yoff"), Ydiag("Ydiag"), Sout("Sout");
-    dtp(h, l, b) = time_step(dt(h, l, b) + dt_bias(h), dt_softplus, dt_min, dt_max);
+    dtp(h, l, b) = time_step(in.dt(h, l, b) + dt_bias(h), dt_softplus, dt_min, dt_max);
     la(h, l, b) = dtp(h, l, b) * (A(h) * kLog2e);
 
     // seg(s, l) = sum_{s < k <= l} la(k) for s in [-1, T), l in [0, T); 0 for l <= s.
@@ -206,16 +256,16 @@ class SsdScanChunk : public Generator<SsdScanChunk> {
 
     // CB[s, l] per group, from B transposed so s is contiguous.
     RDom rn(0, N, "rn");
-    BT(s, n, g, b) = Bm(n, g, s, b);
+    BT(s, n, g, b) = in.Bm(n, g, s, b);
     CB(s, l, g, b) = 0.0f;
-    CB(s, l, g, b) += BT(s, rn, g, b) * Cm(rn, g, l, b);
+    CB(s, l, g, b) += BT(s, rn, g, b) * in.Cm(rn, g, l, b);
 
     M(s, l, h, b) = select(s <= l, CB(s, l, gh, b) * exp2_f32(seg(s, l, h, b)) * dtp(h, s, b), 0.0f);
-    xw(p, s, h, b) = x(p, h, s, b) * (dtp(h, s, b) * exp2_f32(seg(s, T - 1, h, b)));
+    xw(p, s, h, b) = in.x(p, h, s, b) * (dtp(h, s, b) * exp2_f32(seg(s, T - 1, h, b)));
 
     // Yoff[p, l] = C[l] . S_in[p].
     Yoff(p, l, h, b) = 0.0f;
-    Yoff(p, l, h, b) += h_in(p, rn, h, b) * Cm(rn, gh, l, b);
+    Yoff(p, l, h, b) += h_in(p, rn, h, b) * in.Cm(rn, gh, l, b);
     // Ydiag[p, l] = sum_{s <= l} x[p, s] M[s, l]: the full columns left of the
     // row tile's diagonal block, then the block itself, causal only (no
     // 0 * x terms, so a NaN/Inf in x reaches no earlier token).
@@ -226,14 +276,14 @@ class SsdScanChunk : public Generator<SsdScanChunk> {
     rd.where(rd >= block_start);
     rd.where(rd <= l);
     Ydiag(p, l, h, b) = 0.0f;
-    Ydiag(p, l, h, b) += x(p, h, rb, b) * M(rb, l, h, b);
-    Ydiag(p, l, h, b) += x(p, h, rd, b) * M(rd, l, h, b);
-    y(p, h, l, b) = Yoff(p, l, h, b) * decay_in(l, h, b) + Ydiag(p, l, h, b) + Dskip(h) * x(p, h, l, b);
+    Ydiag(p, l, h, b) += in.x(p, h, rb, b) * M(rb, l, h, b);
+    Ydiag(p, l, h, b) += in.x(p, h, rd, b) * M(rd, l, h, b);
+    y(p, h, l, b) = Yoff(p, l, h, b) * decay_in(l, h, b) + Ydiag(p, l, h, b) + Dskip(h) * in.x(p, h, l, b);
 
     // S_out[p, n] = exp(seg(-1, T-1)) S_in[p, n] + sum_s xw[p, s] B[s, n].
     RDom rs(0, T, "rs");
     Sout(p, n, h, b) = exp2_f32(seg(-1, T - 1, h, b)) * h_in(p, n, h, b);
-    Sout(p, n, h, b) += xw(p, rs, h, b) * Bm(n, gh, rs, b);
+    Sout(p, n, h, b) += xw(p, rs, h, b) * in.Bm(n, gh, rs, b);
     hT(p, n, h, b) = Sout(p, n, h, b);
 
     // ---------------------------------------------------------- schedule
@@ -256,6 +306,14 @@ class SsdScanChunk : public Generator<SsdScanChunk> {
     decay_in.compute_at(y, h);
     M.compute_at(y, h).vectorize(s, V, G);
     xw.compute_at(y, h).vectorize(p, V, G);
+    if (act_f16) {
+      // x of the head (P x chunk) and B, C of the chunk (every group) widened
+      // once, before the products reuse them.
+      Var pv = in.x.args()[0], nv = in.Bm.args()[0];
+      in.x.compute_at(y, h).vectorize(pv, V, G);
+      in.Bm.compute_root().vectorize(nv, V, G);
+      in.Cm.compute_root().vectorize(nv, V, G);
+    }
 
     if (generic) {
       y.vectorize(p, V, G);
@@ -285,7 +343,8 @@ class SsdScanChunk : public Generator<SsdScanChunk> {
       Sout.update().reorder(p, n, rs).vectorize(p, V).unroll(p).unroll(n);
     }
 
-    for (auto* buf : {&x, &Bm, &Cm, &h_in}) (*buf).dim(0).set_stride(1);
+    for (auto* buf : {&x, &Bm, &Cm}) (*buf).dim(0).set_stride(1);
+    h_in.dim(0).set_stride(1);
     dt.dim(0).set_stride(1);
     y.dim(0).set_stride(1);
     hT.dim(0).set_stride(1);

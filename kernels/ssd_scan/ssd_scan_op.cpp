@@ -57,7 +57,8 @@ void reference(const OpCall& call) {
 
 // Case dims: B, T, H, P, N, G; option switches dskip, bias, h0; data modes
 // a_mode (0: A in [-16, -1], 1: very negative A in [-1e4, -50]) and dt_mode
-// (0: typical, 1: dt+bias around the softplus threshold 20).
+// (0: typical, 1: dt+bias around the softplus threshold 20); f16 (optional,
+// default 0): the activations x, dt, Bm, Cm in f16.
 OpCase make_case(std::string name, int64_t B, int64_t T, int64_t H, int64_t P, int64_t N, int64_t G,
                  bool all_options, std::set<std::string> tags) {
   OpCase c;
@@ -65,9 +66,14 @@ OpCase make_case(std::string name, int64_t B, int64_t T, int64_t H, int64_t P, i
   c.name = std::move(name);
   const int64_t on = all_options ? 1 : 0;
   c.dims = {{"B", B}, {"T", T}, {"H", H}, {"P", P}, {"N", N}, {"G", G}, {"dskip", on},
-            {"bias", on}, {"h0", on}, {"a_mode", 0}, {"dt_mode", 0}};
+            {"bias", on}, {"h0", on}, {"a_mode", 0}, {"dt_mode", 0}, {"f16", 0}};
   c.params.set("dt_softplus", all_options);
   c.tags = std::move(tags);
+  return c;
+}
+
+OpCase f16_case(OpCase c) {
+  c.dims["f16"] = 1;
   return c;
 }
 
@@ -110,6 +116,22 @@ std::vector<OpCase> cases() {
     c.params.set("dt_max", 0.5);
     add(std::move(c));
   }
+  // f16 activations (x, dt, Bm, Cm); state, parameters and y stay f32. T = 100
+  // runs the chunked form on every backend by default (and the CPU's
+  // any-shape chunk build: P < 4 vectors); odd counts exercise the last
+  // half-word of packed f16 reads.
+  add(f16_case(make_case("f16: mamba2-2.7b H=80 P=64 N=128 decode T=1", 1, 1, 80, 64, 128, 1, true,
+                         {"realistic", "bench"})));
+  add(f16_case(make_case("f16: hybrid-edge-1b H=64 P=64 N=128 G=8 T=24", 1, 24, 64, 64, 128, 8, true, {"realistic"})));
+  add(f16_case(make_case("f16: mamba2-2.7b H=80 P=64 N=128 T=512", 1, 512, 80, 64, 128, 1, true, {"bench"})));
+  add(f16_case(make_case("edge f16: T=1 with h0 B=3 odd P=5 N=7", 3, 1, 6, 5, 7, 3, true, {"edge"})));
+  add(f16_case(make_case("edge f16: T=100 odd P=9 N=7 G=2", 1, 100, 4, 9, 7, 2, true, {"edge"})));
+  add(f16_case(make_case("edge f16: T=70 P=64 N=128 no options", 1, 70, 2, 64, 128, 1, false, {"edge"})));
+  {
+    OpCase c = f16_case(make_case("edge f16: dt near softplus threshold 20, T=3", 2, 3, 4, 16, 32, 1, true, {"edge"}));
+    c.dims["dt_mode"] = 1;
+    add(std::move(c));
+  }
   return out;
 }
 
@@ -119,9 +141,11 @@ void make_inputs(const OpCase& c, std::mt19937_64& rng, OwnedCall& oc) {
   const bool near_threshold = c.dims.at("dt_mode") == 1;
   const bool has_bias = c.dims.at("bias") != 0;
   const bool softplus = c.params.get_bool(kOp, "dt_softplus", false);
-  oc.allocate("x", DType::f32, {B, T, H, P});
+  const auto f16 = c.dims.find("f16");
+  const DType act = f16 != c.dims.end() && f16->second ? DType::f16 : DType::f32;
+  oc.allocate("x", act, {B, T, H, P});
   fill_uniform(oc.storage["x"], rng, -1.0, 1.0);
-  oc.allocate("dt", DType::f32, {B, T, H});
+  oc.allocate("dt", act, {B, T, H});
   if (near_threshold)
     fill_uniform(oc.storage["dt"], rng, has_bias ? 19.0 : 18.0, has_bias ? 21.0 : 22.0);
   else if (softplus)
@@ -133,9 +157,9 @@ void make_inputs(const OpCase& c, std::mt19937_64& rng, OwnedCall& oc) {
     fill_uniform(oc.storage["A"], rng, -1e4, -50.0);
   else
     fill_uniform(oc.storage["A"], rng, -16.0, -1.0);
-  oc.allocate("Bm", DType::f32, {B, T, G, N});
+  oc.allocate("Bm", act, {B, T, G, N});
   fill_uniform(oc.storage["Bm"], rng, -1.0, 1.0);
-  oc.allocate("Cm", DType::f32, {B, T, G, N});
+  oc.allocate("Cm", act, {B, T, G, N});
   fill_uniform(oc.storage["Cm"], rng, -1.0, 1.0);
   if (c.dims.at("dskip")) {
     oc.allocate("Dskip", DType::f32, {H});
@@ -159,8 +183,10 @@ Cost cost(const OpCall& call) {
   const double bth = static_cast<double>(a.batch) * a.tokens * a.heads;
   const double bc = static_cast<double>(a.batch) * a.tokens * a.groups * a.state;
   const double states = static_cast<double>(a.batch) * a.heads * a.head_dim * a.state;
+  const double act = static_cast<double>(dtype_size(a.activations));  // x, dt, Bm, Cm
   Cost c;
-  c.bytes = 4.0 * (bth * (2 * a.head_dim + 1) + 2 * bc + a.heads * (1 + (a.has_dskip ? 1 : 0) + (a.has_dt_bias ? 1 : 0)) +
+  c.bytes = act * (bth * (a.head_dim + 1) + 2 * bc) +
+            4.0 * (bth * a.head_dim /* y */ + a.heads * (1 + (a.has_dskip ? 1 : 0) + (a.has_dt_bias ? 1 : 0)) +
                    states * (a.has_h0 ? 2 : 1));
   // The recurrence's work as ops.md counts it: 4*T*H*P*N (state update FMA +
   // output FMA per state element per token).
@@ -171,11 +197,11 @@ Cost cost(const OpCall& call) {
 const RegisterOp reg(OpDef{
     kOp,
     "Mamba-2 SSD scan: S = exp(dt*A)*S + dt*x (x) B, y = S.C + Dskip*x, with final state",
-    {{"x", true, false, "x [B, T, H, P] f32"},
-     {"dt", true, false, "dt [B, T, H] f32"},
+    {{"x", true, false, "x [B, T, H, P] f32|f16 (x, dt, Bm, Cm share one dtype)"},
+     {"dt", true, false, "dt [B, T, H] f32|f16"},
      {"A", true, false, "A [H] f32"},
-     {"Bm", true, false, "Bm [B, T, G, N] f32"},
-     {"Cm", true, false, "Cm [B, T, G, N] f32"},
+     {"Bm", true, false, "Bm [B, T, G, N] f32|f16"},
+     {"Cm", true, false, "Cm [B, T, G, N] f32|f16"},
      {"Dskip", false, false, "Dskip [H] f32"},
      {"dt_bias", false, false, "dt_bias [H] f32"},
      {"h0", false, false, "h0 [B, H, P, N] f32 initial state (zeros if absent)"},
@@ -200,7 +226,14 @@ SsdScanArgs SsdScanArgs::parse(const OpCall& call) {
   const TensorRef& x = call.get("x");
   SsdScanArgs a;
   check_rank(kOp, "x", x, 4);
-  check_dtype(kOp, "x", x, {DType::f32});
+  check_dtype(kOp, "x", x, {DType::f32, DType::f16});
+  a.activations = x.dtype;
+  // The per-token activations share x's dtype: one kernel build per dtype
+  // instead of one per combination.
+  auto check_activation = [&](const char* name, const TensorRef& t) {
+    EK_CHECK_ARG(t.dtype == a.activations, kOp, ": ", name, " has dtype ", dtype_name(t.dtype), ", expected ",
+                 dtype_name(a.activations), " like x (x, dt, Bm and Cm share one dtype)");
+  };
   a.batch = x.shape[0];
   a.tokens = x.shape[1];
   a.heads = x.shape[2];
@@ -214,7 +247,7 @@ SsdScanArgs SsdScanArgs::parse(const OpCall& call) {
 
   const TensorRef& dt = call.get("dt");
   check_rank(kOp, "dt", dt, 3);
-  check_dtype(kOp, "dt", dt, {DType::f32});
+  check_activation("dt", dt);
   check_dim(kOp, "dt", dt, 0, a.batch, "B");
   check_dim(kOp, "dt", dt, 1, a.tokens, "T");
   check_dim(kOp, "dt", dt, 2, a.heads, "H");
@@ -228,7 +261,7 @@ SsdScanArgs SsdScanArgs::parse(const OpCall& call) {
 
   const TensorRef& Bm = call.get("Bm");
   check_rank(kOp, "Bm", Bm, 4);
-  check_dtype(kOp, "Bm", Bm, {DType::f32});
+  check_activation("Bm", Bm);
   check_dim(kOp, "Bm", Bm, 0, a.batch, "B");
   check_dim(kOp, "Bm", Bm, 1, a.tokens, "T");
   a.groups = Bm.shape[2];
@@ -240,7 +273,7 @@ SsdScanArgs SsdScanArgs::parse(const OpCall& call) {
   EK_CHECK_ARG(shape_numel(Bm.shape, cat(kOp, ": Bm")) <= limit, kOp, ": Bm has more than 2^31-1 elements");
   const TensorRef& Cm = call.get("Cm");
   check_rank(kOp, "Cm", Cm, 4);
-  check_dtype(kOp, "Cm", Cm, {DType::f32});
+  check_activation("Cm", Cm);
   EK_CHECK_ARG(Cm.shape == Bm.shape, kOp, ": Cm has shape ", shape_str(Cm.shape), ", expected Bm's shape ",
                shape_str(Bm.shape));
 

@@ -3,7 +3,8 @@
 // row, sub-group shuffles; devices with cl_khr_subgroup_shuffle or
 // cl_intel_subgroups) and "thread" (one work item per row). Both use the same
 // three-kernel chunked form for long T. The form follows T (tunable "form":
-// 0 = by T, 1 = sequential, 2 = chunked; "chunk_from_T").
+// 0 = by T, 1 = sequential, 2 = chunked; "chunk_from_T"). f16 activations are read with vload_half
+// (ACT_F16), which needs no cl_khr_fp16.
 #include <algorithm>
 
 #include "backends/opencl/opencl_invocation.h"
@@ -53,6 +54,7 @@ std::unique_ptr<Invocation> bind(Device& device, const OpCall& call, const Tunin
         .flag("SOFTPLUS", a.dt_softplus)
         .flag("USE_SUBGROUPS", use_subgroups)
         .flag("INTEL_SHUFFLE", intel && use_subgroups)
+        .flag("ACT_F16", a.activations == DType::f16)
         .raw(use_subgroups ? dev.subgroup_build_option() : "")
         .str();
   };
@@ -137,15 +139,16 @@ std::vector<TunableParam> tunables(bool subgroups) {
 
 const RegisterKernel reg_thread(KernelImpl{
     "ssd_scan", "opencl", "thread",
-    "sequential form: one work item per state row; three-kernel chunked form for T >= chunk_from_T",
-    10, 1e-7, tunables(false),
+    "sequential form: one work item per state row; three-kernel chunked form for T >= chunk_from_T; f32 or f16 "
+    "activations",
+    10, 1e-7 /* fp32 state and arithmetic; f16 activations are read exactly */, tunables(false),
     [](const DeviceProfile& p, const OpCall& call) { return cl_buffers_ineligible(p, call); },
     [](Device& d, const OpCall& call, const Tuning& t) { return bind(d, call, t, false); }});
 
 const RegisterKernel reg_subgroup(KernelImpl{
     "ssd_scan", "opencl", "subgroup",
     "sequential form: a team of work items per state row, y summed by sub-group shuffles; chunked form for "
-    "T >= chunk_from_T",
+    "T >= chunk_from_T; f32 or f16 activations",
     20, 1e-7, tunables(true),
     [](const DeviceProfile& p, const OpCall& call) -> std::string {
       if (!p.has("subgroup_shuffle")) return "device has no OpenCL sub-group shuffles (subgroup_shuffle)";

@@ -2,7 +2,8 @@
 // "thread", differ in the sequential form's reduction (subgroup shuffles in a
 // team of invocations per state row, or one invocation per row); both use the
 // same three-stage chunked form for long T. The form follows T (tunable
-// "form": 0 = by T, 1 = sequential, 2 = chunked; "chunk_from_T").
+// "form": 0 = by T, 1 = sequential, 2 = chunked; "chunk_from_T"). f16 activations run the shaders' ACT_F16
+// builds (".f16"), which read them as packed pairs; STATE_PASS reads none.
 #include <algorithm>
 
 #include "backends/vulkan/vulkan_kernel.h"
@@ -35,6 +36,18 @@ struct Defaults {
   static constexpr int64_t chunk_from_T = 64;
 };
 
+// The shaders of one variant for one activation dtype.
+struct Shaders {
+  std::string seq, chunk_state, state_pass, chunk_out;
+  std::vector<std::string> all() const { return {seq, chunk_state, state_pass, chunk_out}; }
+};
+Shaders shaders_for(const std::string& variant, const OpCall& call) {
+  const TensorRef* x = call.find("x");  // the contract makes x, dt, Bm, Cm share x's dtype
+  const char* act = x && x->dtype == DType::f16 ? ".f16" : "";
+  return {cat("ssd_scan/ssd_scan.seq.", variant, act, ".spv"), cat("ssd_scan/ssd_scan.chunk_state", act, ".spv"),
+          "ssd_scan/ssd_scan.state_pass.spv", cat("ssd_scan/ssd_scan.chunk_out", act, ".spv")};
+}
+
 KernelImpl make_kernel(const char* variant, bool subgroup, int priority, const char* doc) {
   KernelImpl k;
   k.op = "ssd_scan";
@@ -42,22 +55,21 @@ KernelImpl make_kernel(const char* variant, bool subgroup, int priority, const c
   k.variant = variant;
   k.doc = doc;
   k.priority = priority;
-  k.nmse_bound = 1e-7;
+  k.nmse_bound = 1e-7;  // fp32 state and arithmetic; f16 activations are read exactly
   k.tunables = {{"form", {0, 1, 2}, 0},
                 {"chunk", {16, 32, 64, 128, 256}, Defaults::chunk},
                 {"chunk_from_T", {8, 16, 32, 64, 128, 256}, Defaults::chunk_from_T},
                 {"block", {32, 64, 128, 256}, 0}};
   if (subgroup) k.tunables.push_back({"team", {2, 4, 8, 16, 32}, 0});
-  const std::string seq_shader = cat("ssd_scan/ssd_scan.seq.", variant, ".spv");
-  const std::vector<std::string> shaders = {seq_shader, "ssd_scan/ssd_scan.chunk_state.spv",
-                                            "ssd_scan/ssd_scan.state_pass.spv", "ssd_scan/ssd_scan.chunk_out.spv"};
+  const std::string name = variant;
   const std::vector<std::string> features =
       subgroup ? std::vector<std::string>{"subgroup_basic", "subgroup_shuffle"} : std::vector<std::string>{};
-  k.ineligible_reason = [shaders, features](const DeviceProfile& p, const OpCall& call) {
-    return vulkan_ineligible(p, call, features, shaders);
+  k.ineligible_reason = [name, features](const DeviceProfile& p, const OpCall& call) {
+    return vulkan_ineligible(p, call, features, shaders_for(name, call).all());
   };
-  k.bind = [seq_shader, subgroup](Device& d, const OpCall& call, const Tuning& t) -> std::unique_ptr<Invocation> {
+  k.bind = [name, subgroup](Device& d, const OpCall& call, const Tuning& t) -> std::unique_ptr<Invocation> {
     const SsdScanArgs a = SsdScanArgs::parse(call);
+    const Shaders shaders = shaders_for(name, call);
     const DeviceProfile& prof = d.profile();
     auto inv = std::make_unique<VulkanOpInvocation>(d, call);
     const int64_t form = tuning_value(t, "form", 0);
@@ -109,7 +121,7 @@ KernelImpl make_kernel(const char* variant, bool subgroup, int priority, const c
       for (int64_t s = 0; s < segments; ++s) {
         const int64_t t0 = s * seg_T, len = std::min(seg_T, a.tokens - t0);
         Dispatch k;
-        k.shader = seq_shader;
+        k.shader = shaders.seq;
         k.spec = spec(wgs, team, spt, a.has_h0 || s > 0, 1);
         k.push = push(uint32_t(t0), 0, 0, uint32_t(len));
         k.buffers = {inv->tensor("x"), inv->tensor("dt"), inv->tensor("A"), inv->tensor("Bm"), inv->tensor("Cm"),
@@ -155,21 +167,21 @@ KernelImpl make_kernel(const char* variant, bool subgroup, int priority, const c
       const auto pcs = push(uint32_t(t0), uint32_t(L), uint32_t(nc), uint32_t(tseg));
       const uint64_t heads = uint64_t(a.batch * a.heads);
       Dispatch cs;
-      cs.shader = "ssd_scan/ssd_scan.chunk_state.spv";
+      cs.shader = shaders.chunk_state;
       cs.spec = spec(wg_state, 1, 1, state_in, uint32_t(L));
       cs.push = pcs;
       cs.buffers = bufs;
       cs.groups = inv->grid(heads * uint64_t(nc));
       inv->dispatch(std::move(cs));
       Dispatch sp;
-      sp.shader = "ssd_scan/ssd_scan.state_pass.spv";
+      sp.shader = shaders.state_pass;
       sp.spec = spec(wg_state, 1, 1, state_in, uint32_t(L));
       sp.push = pcs;
       sp.buffers = bufs;
       sp.groups = inv->grid(ceil_div(heads * uint64_t(a.head_dim * a.state), wg_state));
       inv->dispatch(std::move(sp));
       Dispatch co;
-      co.shader = "ssd_scan/ssd_scan.chunk_out.spv";
+      co.shader = shaders.chunk_out;
       co.spec = spec(wg_out, 1, 1, state_in, uint32_t(L));
       co.push = pcs;
       co.buffers = bufs;
@@ -183,10 +195,10 @@ KernelImpl make_kernel(const char* variant, bool subgroup, int priority, const c
 
 const RegisterKernel subgroup(make_kernel("subgroup", true, 20,
                                           "sequential form: a team per state row, y summed by subgroup shuffles; "
-                                          "chunked form for T >= chunk_from_T"));
+                                          "chunked form for T >= chunk_from_T; f32 or f16 activations"));
 const RegisterKernel thread(make_kernel("thread", false, 10,
                                         "sequential form: one invocation per state row; chunked form for T >= "
-                                        "chunk_from_T"));
+                                        "chunk_from_T; f32 or f16 activations"));
 
 }  // namespace
 }  // namespace ek
