@@ -570,7 +570,8 @@ TEST(MatmulQ2Kernels, ZeroScalesAndLargeActivations) {
       EXPECT_LE(nmse(oc.call.get("Y"), ref.call.get("Y")), k->nmse_bound) << k->id() << " " << fi.name;
     }
   }
-  EXPECT_GT(runs, 8);
+  // At least one kernel per format (an ARMv8.0 CPU has only halide_neon_f32).
+  EXPECT_GE(runs, static_cast<int>(q2::formats().size()));
 }
 
 TEST(MatmulQ2Kernels, ActParamSelectsPath) {
