@@ -63,7 +63,7 @@ build() {  # build <dir> <targets...>: quiet, the log's tail on failure
 build "$host_dir" edgekernels-halide_generators
 
 echo "== aarch64 cross build ($arm_dir)"
-cmake -S . -B "$arm_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+cmake -S . -B "$arm_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release --no-warn-unused-cli \
       -DCMAKE_TOOLCHAIN_FILE=codegen/toolchains/aarch64-linux-gnu.cmake \
       -Dedgekernels-halide_generators_ROOT="$PWD/$host_dir/cmake" \
       -DEK_WITH_VULKAN=OFF -DEK_WITH_OPENCL=OFF -DEK_BUILD_BENCH=OFF -DEK_BUILD_TESTS=ON >/dev/null
