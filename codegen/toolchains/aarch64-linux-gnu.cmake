@@ -1,16 +1,22 @@
 # Cross build for 64-bit Arm Linux with Debian's g++-aarch64-linux-gnu.
+# tools/arm_cross_test.sh does all of this and runs the tests under qemu-aarch64.
 #
 # Halide generators run at build time, so they come from a native (host)
 # build of this project:
-#   cmake -S . -B build-host -G Ninja -DCMAKE_BUILD_TYPE=Release -DEK_BUILD_TESTS=OFF -DEK_BUILD_BENCH=OFF
+#   cmake -S . -B build-host -G Ninja -DCMAKE_BUILD_TYPE=Release -DEK_BUILD_TESTS=OFF -DEK_BUILD_BENCH=OFF \
+#         -DEK_WITH_VULKAN=OFF -DEK_WITH_OPENCL=OFF
 #   ninja -C build-host edgekernels-halide_generators
 #   cmake -S . -B build-arm64 -G Ninja -DCMAKE_BUILD_TYPE=Release \
 #         -DCMAKE_TOOLCHAIN_FILE=codegen/toolchains/aarch64-linux-gnu.cmake \
 #         -Dedgekernels-halide_generators_ROOT=$PWD/build-host/cmake \
-#         -DEK_WITH_VULKAN=OFF -DEK_WITH_OPENCL=OFF -DEK_BUILD_TESTS=OFF -DEK_BUILD_BENCH=OFF
-#   ninja -C build-arm64 edgekernels
+#         -DEK_WITH_VULKAN=OFF -DEK_WITH_OPENCL=OFF -DEK_BUILD_BENCH=OFF
+#   ninja -C build-arm64 edgekernels conformance_test
+#   QEMU_LD_PREFIX=/usr/aarch64-linux-gnu EK_TEST_BACKENDS=cpu \
+#     qemu-aarch64 -cpu max build-arm64/tests/conformance_test
 # The Halide kernels are compiled for the arm-64-linux targets of the top
-# CMakeLists (EK_HALIDE_BASE_TARGET, EK_HALIDE_DOTPROD_TARGET).
+# CMakeLists (EK_HALIDE_BASE_TARGET, EK_HALIDE_DOTPROD_TARGET). The tests build
+# GoogleTest from Debian's sources (/usr/src/googletest, tests/CMakeLists.txt);
+# EK_BUILD_BENCH=OFF: Google Benchmark is not installed for the target.
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
 set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)
