@@ -9,7 +9,9 @@
 // Counters (from the median iteration): weight_GBps (native format bytes /
 // s), frac_read_bw (of the profile's measured read bandwidth), frac_peak (of
 // the profile's int8 or fp32 peak for 2*T*N*K ops), plus bench_common's
-// seconds, GB/s, GFLOP/s or GOP/s (int8 kernels) and roofline.
+// seconds, GB/s, GFLOP/s or GOP/s (int8 kernels) and roofline. decode_cold on
+// a CPU adds read_GBps_now (the read microbenchmark right before and after
+// the case) and frac_read_bw_now (weight_GBps over it).
 //
 //   ./build/bench/ek_bench --benchmark_filter='matmul_q2/cpu/.*/q2g128/decode_cold'
 #include <algorithm>
@@ -18,6 +20,7 @@
 #include <cmath>
 #include <memory>
 
+#include "backends/cpu/cpu_device.h"
 #include "bench/bench_common.h"
 #include "kernels/matmul_q2/matmul_q2.h"
 
@@ -82,6 +85,11 @@ void run_case(benchmark::State& state, Device* dev, const KernelImpl* k, q2::For
     invs.push_back(k->bind(*dev, calls.back()->call, bench_tuning(*k)));
     invs.back()->execute();  // warm-up: first touch, pipeline creation
   }
+  // decode_cold on a CPU: the read bandwidth of this very moment (see below).
+  const int64_t read_bytes = std::max<int64_t>(int64_t(256) << 20, 4 * p.cache_bytes);
+  double read_before = 0;
+  if (mode == Mode::decode_cold)
+    if (auto* cpu = dynamic_cast<CpuDevice*>(dev)) read_before = cpu_measure_read_gbps(cpu->threads(), read_bytes, 0.1);
   size_t next = 0;
   std::vector<double> times;
   for (auto _ : state) {
@@ -112,6 +120,16 @@ void run_case(benchmark::State& state, Device* dev, const KernelImpl* k, q2::For
   const double peak = int8 ? p.peak_int8_gops : p.peak_fp32_gflops;
   if (peak > 0) state.counters["frac_peak"] = ops / (peak * 1e9) / t;
   state.counters["copies"] = copies;
+  if (mode == Mode::decode_cold) {
+    // A shared host's DRAM bandwidth moves by 2x from minute to minute, so
+    // the profile's peak may not be what the case had: read bandwidth
+    // measured right before and after the case (same threads, same paging).
+    if (auto* cpu = dynamic_cast<CpuDevice*>(dev)) {
+      const double now = 0.5 * (read_before + cpu_measure_read_gbps(cpu->threads(), read_bytes, 0.1));
+      state.counters["read_GBps_now"] = now;
+      if (now > 0) state.counters["frac_read_bw_now"] = weight_bytes / t / 1e9 / now;
+    }
+  }
 }
 
 void register_all() {
