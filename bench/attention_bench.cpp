@@ -51,6 +51,7 @@ void run_case(benchmark::State& state, Device* dev, const KernelImpl* k, const O
   const sa::SparsityStats st = sa::sparsity_stats(a);
   auto inv = k->bind(*dev, oc->call, k->default_tuning());
   inv->execute();  // warm-up
+  const double read_before = a.tq <= 8 ? read_gbps_now(*dev) : 0;  // decode: memory-bound
   const double cpu0 = process_cpu_seconds();
   const double median = time_invocation(state, *inv);
   const double cpu_per_iter = (process_cpu_seconds() - cpu0) / std::max<double>(1, static_cast<double>(state.iterations()));
@@ -71,7 +72,10 @@ void run_case(benchmark::State& state, Device* dev, const KernelImpl* k, const O
   state.counters["kv_GBps"] = Counter(kv_bytes * 1e-9, Counter::kIsIterationInvariantRate);
   if (p.peak_read_gbps > 0)
     state.counters["pct_read_bw"] = Counter(100.0 * kv_bytes * 1e-9 / p.peak_read_gbps, Counter::kIsIterationInvariantRate);
-  if (a.tq <= 8) state.counters["kv_vs_pattern"] = kv_bytes / pattern_bytes;
+  if (a.tq <= 8) {
+    state.counters["kv_vs_pattern"] = kv_bytes / pattern_bytes;
+    add_read_bw_now_counters(state, *dev, read_before, kv_bytes, median);
+  }
   // Plain values of the median iteration for the `ek bench` table: K/V bytes
   // and allowed-pair flops per second, and the roofline fraction (the larger
   // of the read-bandwidth and fp32-peak times over the measured time).

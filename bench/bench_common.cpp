@@ -1,5 +1,7 @@
 #include "bench/bench_common.h"
 
+#include "backends/cpu/cpu_device.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -28,6 +30,20 @@ Tuning bench_tuning(const KernelImpl& k) {
       if (t.name == name) tuning[name] = value;
   }
   return tuning;
+}
+
+double read_gbps_now(Device& dev) {
+  auto* cpu = dynamic_cast<CpuDevice*>(&dev);
+  if (!cpu) return 0;
+  const int64_t bytes = std::max<int64_t>(int64_t(256) << 20, 4 * dev.profile().cache_bytes);
+  return cpu_measure_read_gbps(cpu->threads(), bytes, 0.1);
+}
+
+void add_read_bw_now_counters(benchmark::State& state, Device& dev, double before, double bytes, double seconds) {
+  if (!dynamic_cast<CpuDevice*>(&dev) || seconds <= 0) return;
+  const double now = 0.5 * (before + read_gbps_now(dev));
+  state.counters["read_GBps_now"] = now;
+  if (now > 0) state.counters["frac_read_bw_now"] = bytes / seconds / 1e9 / now;
 }
 
 const std::vector<Device*>& devices() {

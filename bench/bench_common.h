@@ -39,6 +39,16 @@ void set_counters(benchmark::State& state, const Cost& cost, const DeviceProfile
 // tunables `k` declares. A malformed entry throws InvalidArgument.
 Tuning bench_tuning(const KernelImpl& k);
 
+// Read bandwidth of this very moment on a CPU device (GB/s; 0 elsewhere): the
+// profile's read microbenchmark for ~0.1 s over 4x the last-level cache.
+// Memory-bound cases call it right before and after their timing loop and
+// report read_GBps_now and frac_read_bw_now (see add_read_bw_now_counters),
+// since a shared host's DRAM bandwidth moves by 2x from minute to minute.
+double read_gbps_now(Device& dev);
+// Sets read_GBps_now = mean(before, read_gbps_now(dev)) and
+// frac_read_bw_now = bytes / seconds / that (no-op off the CPU).
+void add_read_bw_now_counters(benchmark::State& state, Device& dev, double before, double bytes, double seconds);
+
 // Runs `inv` once per iteration; the iteration time is the device time where
 // the backend has timestamps, else wall time. Stores the median in
 // state.counters["seconds"] and returns it.

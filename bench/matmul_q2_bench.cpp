@@ -20,7 +20,6 @@
 #include <cmath>
 #include <memory>
 
-#include "backends/cpu/cpu_device.h"
 #include "bench/bench_common.h"
 #include "kernels/matmul_q2/matmul_q2.h"
 
@@ -85,11 +84,8 @@ void run_case(benchmark::State& state, Device* dev, const KernelImpl* k, q2::For
     invs.push_back(k->bind(*dev, calls.back()->call, bench_tuning(*k)));
     invs.back()->execute();  // warm-up: first touch, pipeline creation
   }
-  // decode_cold on a CPU: the read bandwidth of this very moment (see below).
-  const int64_t read_bytes = std::max<int64_t>(int64_t(256) << 20, 4 * p.cache_bytes);
-  double read_before = 0;
-  if (mode == Mode::decode_cold)
-    if (auto* cpu = dynamic_cast<CpuDevice*>(dev)) read_before = cpu_measure_read_gbps(cpu->threads(), read_bytes, 0.1);
+  // decode_cold: the read bandwidth of this very moment, before and after.
+  const double read_before = mode == Mode::decode_cold ? read_gbps_now(*dev) : 0;
   size_t next = 0;
   std::vector<double> times;
   for (auto _ : state) {
@@ -120,16 +116,7 @@ void run_case(benchmark::State& state, Device* dev, const KernelImpl* k, q2::For
   const double peak = int8 ? p.peak_int8_gops : p.peak_fp32_gflops;
   if (peak > 0) state.counters["frac_peak"] = ops / (peak * 1e9) / t;
   state.counters["copies"] = copies;
-  if (mode == Mode::decode_cold) {
-    // A shared host's DRAM bandwidth moves by 2x from minute to minute, so
-    // the profile's peak may not be what the case had: read bandwidth
-    // measured right before and after the case (same threads, same paging).
-    if (auto* cpu = dynamic_cast<CpuDevice*>(dev)) {
-      const double now = 0.5 * (read_before + cpu_measure_read_gbps(cpu->threads(), read_bytes, 0.1));
-      state.counters["read_GBps_now"] = now;
-      if (now > 0) state.counters["frac_read_bw_now"] = weight_bytes / t / 1e9 / now;
-    }
-  }
+  if (mode == Mode::decode_cold) add_read_bw_now_counters(state, *dev, read_before, weight_bytes, t);
 }
 
 void register_all() {
