@@ -15,6 +15,7 @@
 
 #include "kernels/ssd_scan/ssd_scan.h"
 #include "runtime/runtime.h"
+#include "tests/scan_test_util.h"
 
 namespace ek {
 namespace {
@@ -233,33 +234,9 @@ TEST(SsdScan, ChainedDecodeStepsEqualOneScan) {
 
 // ------------------------------------------------------------ f16 activations
 
-// `call` with every f16 tensor replaced by an f32 copy of the same values
-// (exact: every f16 is an f32).
-OwnedCall widened_to_f32(const OpCall& call) {
-  OwnedCall oc;
-  oc.call = call;
-  for (auto& kv : oc.call.tensors) {
-    if (kv.second.dtype != DType::f16) continue;
-    oc.allocate(kv.first, DType::f32, kv.second.shape);
-    const TensorRef& src = call.get(kv.first);
-    for (int64_t i = 0; i < src.numel(); ++i) oc.storage[kv.first].as<float>()[i] = f16_to_f32(src.as<uint16_t>()[i]);
-  }
-  for (const auto& kv : def().infer_outputs(oc.call)) oc.allocate(kv.first, kv.second.dtype, kv.second.shape);
-  return oc;
-}
-
-// `call` with every activation rounded to f16 (the f16 storage of ops.md).
-OwnedCall rounded_to_f16(const OpCall& call) {
-  OwnedCall oc;
-  oc.call = call;
-  for (const char* name : {"x", "dt", "Bm", "Cm"}) {
-    const TensorRef& src = call.get(name);
-    oc.allocate(name, DType::f16, src.shape);
-    for (int64_t i = 0; i < src.numel(); ++i) oc.storage[name].as<uint16_t>()[i] = f32_to_f16(src.as<float>()[i]);
-  }
-  for (const auto& kv : def().infer_outputs(oc.call)) oc.allocate(kv.first, kv.second.dtype, kv.second.shape);
-  return oc;
-}
+// See tests/scan_test_util.h.
+OwnedCall widened_to_f32(const OpCall& call) { return scan_test::widened_to_f32(def(), call); }
+OwnedCall rounded_to_f16(const OpCall& call) { return scan_test::rounded_to_f16(def(), call, {"x", "dt", "Bm", "Cm"}); }
 
 // f16 activations give what f32 activations of the same values give, in
 // every form: the kernels widen exactly and run the same fp32 arithmetic.

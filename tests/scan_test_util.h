@@ -1,0 +1,42 @@
+// Helpers shared by the scan op tests (selective_scan, ssd_scan): copies of a
+// call with its f16 activations widened to f32, or its f32 activations
+// rounded to f16, outputs allocated anew.
+#pragma once
+
+#include <initializer_list>
+
+#include "kernels/common/op.h"
+#include "kernels/common/tensor.h"
+
+namespace ek::scan_test {
+
+// Every f16 tensor replaced by an f32 copy of the same values (exact: every
+// f16 is an f32).
+inline OwnedCall widened_to_f32(const OpDef& def, const OpCall& call) {
+  OwnedCall oc;
+  oc.call = call;
+  for (auto& kv : oc.call.tensors) {
+    if (kv.second.dtype != DType::f16) continue;
+    oc.allocate(kv.first, DType::f32, kv.second.shape);
+    const TensorRef& src = call.get(kv.first);
+    for (int64_t i = 0; i < src.numel(); ++i) oc.storage[kv.first].as<float>()[i] = f16_to_f32(src.as<uint16_t>()[i]);
+  }
+  for (const auto& kv : def.infer_outputs(oc.call)) oc.allocate(kv.first, kv.second.dtype, kv.second.shape);
+  return oc;
+}
+
+// The named activations (those present) rounded to f16: the f16 storage of ops.md.
+inline OwnedCall rounded_to_f16(const OpDef& def, const OpCall& call, std::initializer_list<const char*> names) {
+  OwnedCall oc;
+  oc.call = call;
+  for (const char* name : names) {
+    const TensorRef* src = call.find(name);
+    if (!src) continue;
+    oc.allocate(name, DType::f16, src->shape);
+    for (int64_t i = 0; i < src->numel(); ++i) oc.storage[name].as<uint16_t>()[i] = f32_to_f16(src->as<float>()[i]);
+  }
+  for (const auto& kv : def.infer_outputs(oc.call)) oc.allocate(kv.first, kv.second.dtype, kv.second.shape);
+  return oc;
+}
+
+}  // namespace ek::scan_test
