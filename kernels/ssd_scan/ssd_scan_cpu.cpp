@@ -94,7 +94,7 @@ struct Defaults {
   static constexpr int64_t form = 0;
   static constexpr int64_t chunk = 64;
   static constexpr int64_t seq_tokens = 8;
-  static constexpr int64_t chunk_from_T = 4;
+  static constexpr int64_t chunk_from_T = 8;  // docs/scan.md: sequential wins at T <= 4 on an idle machine
 };
 
 int64_t tuned(const Tuning& t, const char* key, int64_t def) {
