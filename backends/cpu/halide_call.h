@@ -110,6 +110,23 @@ inline std::string halide_query_overrun(const std::vector<std::pair<std::string,
   return "";
 }
 
+// Why a CPU kernel built for `features` cannot run on profile `p` ("" if it
+// can): the first ISA feature the profile lacks.
+template <class Features>
+std::string missing_cpu_feature(const DeviceProfile& p, const Features& features) {
+  for (const auto& f : features)
+    if (!p.has(f)) return cat("needs CPU feature ", f);
+  return "";
+}
+
+// The CPU device a kernel is being bound to; `kernel` names it in the error
+// when the device is of another backend.
+inline CpuDevice& cpu_device_for(Device& dev, const std::string& kernel) {
+  auto* cpu = dynamic_cast<CpuDevice*>(&dev);
+  if (!cpu) throw InvalidArgument(cat(kernel, ": device ", dev.profile().label(), " is not a CPU"));
+  return *cpu;
+}
+
 // Threads of the pool behind Halide's parallel loops for the device a kernel
 // was bound to (all Halide kernels share one pool, see cpu_thread_pool.h; the
 // device's count wins at each call).

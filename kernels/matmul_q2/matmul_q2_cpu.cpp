@@ -227,12 +227,6 @@ class CpuMatmulQ2Invocation : public Invocation {
   HostTensor xq_, xscale_, xsum_, x32_, bias_, y_pad_, unused_;
 };
 
-std::string missing_feature(const DeviceProfile& p, const std::vector<const char*>& features) {
-  for (const char* f : features)
-    if (!p.has(f)) return cat("needs CPU feature ", f);
-  return "";
-}
-
 void register_variant(const CpuVariant& v) {
   KernelImpl k;
   k.op = kOp;
@@ -248,7 +242,7 @@ void register_variant(const CpuVariant& v) {
   variants.push_back(v);
   const CpuVariant* vp = &variants.back();
   k.ineligible_reason = [vp](const DeviceProfile& p, const OpCall& call) -> std::string {
-    const std::string why = missing_feature(p, vp->features);
+    const std::string why = cpu::missing_cpu_feature(p, vp->features);
     if (!why.empty()) return why;
     const MatmulQ2Args a = MatmulQ2Args::parse(call);
     if (vp->int8 && a.act == ActPath::f32) return "act=f32 asks for fp32 activations";
@@ -256,9 +250,8 @@ void register_variant(const CpuVariant& v) {
     return "";
   };
   k.bind = [vp](Device& dev, const OpCall& call, const Tuning& tuning) -> std::unique_ptr<Invocation> {
-    auto* cpu = dynamic_cast<CpuDevice*>(&dev);
-    if (!cpu) throw InvalidArgument(cat(kOp, ": cpu kernel bound to a ", dev.backend(), " device"));
-    return std::make_unique<CpuMatmulQ2Invocation>(*vp, *cpu, call, tuning);
+    CpuDevice& cpu = cpu::cpu_device_for(dev, cat(kOp, "/cpu/", vp->variant));
+    return std::make_unique<CpuMatmulQ2Invocation>(*vp, cpu, call, tuning);
   };
   Registry::instance().add_kernel(std::move(k));
 }

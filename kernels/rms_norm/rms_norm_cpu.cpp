@@ -169,8 +169,7 @@ struct Registrar {
       k.priority = v.priority;
       k.nmse_bound = 1e-7;  // f32 accumulation; f16 input is exact in f32
       k.ineligible_reason = [&v](const DeviceProfile& p, const OpCall& call) -> std::string {
-        for (const std::string& f : v.features)
-          if (!p.has(f)) return cat("needs CPU feature ", f);
+        if (std::string why = cpu::missing_cpu_feature(p, v.features); !why.empty()) return why;
         const RmsNormArgs a = RmsNormArgs::parse(call);
         if (a.x_dtype != DType::f32 && a.x_dtype != DType::f16)
           return cat("x dtype ", dtype_name(a.x_dtype), " not supported");
@@ -178,9 +177,8 @@ struct Registrar {
         return "";
       };
       k.bind = [&v](Device& dev, const OpCall& call, const Tuning&) -> std::unique_ptr<Invocation> {
-        auto* cpu = dynamic_cast<CpuDevice*>(&dev);
-        if (!cpu) throw InvalidArgument(cat(kOp, "/cpu/", v.name, ": device ", dev.profile().label(), " is not a CPU"));
-        return std::make_unique<RmsNormInvocation>(v, call, cpu->threads());
+        CpuDevice& cpu = cpu::cpu_device_for(dev, cat(kOp, "/cpu/", v.name));
+        return std::make_unique<RmsNormInvocation>(v, call, cpu.threads());
       };
       RegisterKernel{std::move(k)};
     }

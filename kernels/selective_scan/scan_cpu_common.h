@@ -67,9 +67,7 @@ inline IsaBuild isa_build(const std::string& name) {
 // missing.
 inline std::string missing_features(const DeviceProfile& p, const IsaBuild& isa) {
   if (p.backend != "cpu") return "not a CPU device";
-  for (const std::string& f : isa.features)
-    if (!p.has(f)) return cat("needs CPU feature ", f);
-  return "";
+  return cpu::missing_cpu_feature(p, isa.features);
 }
 
 // Worker threads of the device the kernel was bound to.

@@ -723,15 +723,12 @@ KernelImpl make_impl(const std::string& variant, int priority, const Isa& isa, s
   k.doc = doc;
   k.priority = priority;
   k.nmse_bound = 1e-7;
-  k.ineligible_reason = [features](const DeviceProfile& p, const OpCall&) -> std::string {
-    for (const std::string& f : features)
-      if (!p.has(f)) return cat("needs CPU feature ", f);
-    return "";
+  k.ineligible_reason = [features](const DeviceProfile& p, const OpCall&) {
+    return cpu::missing_cpu_feature(p, features);
   };
   k.bind = [isa, variant](Device& dev, const OpCall& call, const Tuning&) -> std::unique_ptr<Invocation> {
-    auto* cpu = dynamic_cast<CpuDevice*>(&dev);
-    if (!cpu) throw InvalidArgument(cat(kOp, "/cpu/", variant, ": device ", dev.profile().label(), " is not a CPU"));
-    return std::make_unique<CpuInvocation>(call, isa, cpu->threads());
+    CpuDevice& cpu = cpu::cpu_device_for(dev, cat(kOp, "/cpu/", variant));
+    return std::make_unique<CpuInvocation>(call, isa, cpu.threads());
   };
   return k;
 }
