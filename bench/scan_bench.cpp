@@ -35,13 +35,13 @@ OpCase scan_case(const std::string& op, std::map<std::string, int64_t> dims, boo
 }
 
 // f16: the activations (u, delta, Bm, Cm, z / x, dt, Bm, Cm) in f16.
-OpCase mamba1(int64_t T, bool f16 = false) {
-  return scan_case("selective_scan", {{"B", 1}, {"T", T}, {"D", 5120}, {"N", 16}, {"G", 1}, {"dskip", 1}, {"z", 1},
+OpCase mamba1(int64_t T, bool f16 = false, int64_t B = 1) {
+  return scan_case("selective_scan", {{"B", B}, {"T", T}, {"D", 5120}, {"N", 16}, {"G", 1}, {"dskip", 1}, {"z", 1},
                                       {"bias", 1}, {"h0", 1}, {"a_mode", 0}, {"delta_mode", 0}, {"f16", f16 ? 1 : 0}},
                    true);
 }
-OpCase mamba2(int64_t T, bool f16 = false) {
-  return scan_case("ssd_scan", {{"B", 1}, {"T", T}, {"H", 80}, {"P", 64}, {"N", 128}, {"G", 1}, {"dskip", 1},
+OpCase mamba2(int64_t T, bool f16 = false, int64_t B = 1) {
+  return scan_case("ssd_scan", {{"B", B}, {"T", T}, {"H", 80}, {"P", 64}, {"N", 128}, {"G", 1}, {"dskip", 1},
                                 {"bias", 1}, {"h0", 1}, {"a_mode", 0}, {"dt_mode", 0}, {"f16", f16 ? 1 : 0}},
                    true);
 }
@@ -67,7 +67,8 @@ void extra_counters(benchmark::State& state, const OpCase& c, const Cost& cost, 
 
 // One benchmark per (device, kernel): `sets` independent calls rotated so
 // that their states together exceed the last-level cache when sets > 1.
-void add(const std::string& label, const OpCase& c, const Tuning& tuning_over, int sets) {
+// in_place: hT is h0 (the state updated in place, as a decoder keeps it).
+void add(const std::string& label, const OpCase& c, const Tuning& tuning_over, int sets, bool in_place = false) {
   const OpDef& def = Registry::instance().op(c.op);
   for (Device* dev : devices()) {
     for (const KernelImpl* k : Registry::instance().kernels(c.op, dev->backend())) {
@@ -79,13 +80,14 @@ void add(const std::string& label, const OpCase& c, const Tuning& tuning_over, i
       }
       if (!applies) continue;
       const std::string name = c.op + "/" + dev->backend() + "/" + k->variant + "/" + label;
-      benchmark::RegisterBenchmark(name.c_str(), [&def, c, dev, k, tuning_over, sets](benchmark::State& state) {
+      benchmark::RegisterBenchmark(name.c_str(), [&def, c, dev, k, tuning_over, sets, in_place](benchmark::State& state) {
         std::vector<std::unique_ptr<OwnedCall>> calls;
         std::vector<std::unique_ptr<Invocation>> invs;
         Tuning tuning = bench_tuning(*k);
         for (const auto& kv : tuning_over) tuning[kv.first] = kv.second;
         for (int i = 0; i < sets; ++i) {
           calls.push_back(std::make_unique<OwnedCall>(make_call(def, c, 1234 + i)));
+          if (in_place) calls.back()->call.tensors["hT"] = calls.back()->call.get("h0");
           const std::string why = k->ineligible_reason ? k->ineligible_reason(dev->profile(), calls[0]->call) : "";
           if (!why.empty()) {
             state.SkipWithError(("not eligible: " + why).c_str());
@@ -132,9 +134,15 @@ const RegisterCases reg([] {
   for (int64_t T : {512, 2048}) add(cat("mamba-2.8b D=5120 N=16 T=", T), mamba1(T), {}, 1);
   add("mamba-2.8b D=5120 N=16 decode T=1 (states rotated beyond LLC)", mamba1(1), {}, rotating_sets(mamba1(1)));
   add("mamba-2.8b D=5120 N=16 decode T=1 (state in cache)", mamba1(1), {}, 1);
+  // In place (no separate hT to allocate in cache), and a batch of 4
+  // sequences, which reads A [D, N] once for all four states.
+  add("mamba-2.8b D=5120 N=16 decode T=1 in place (states rotated beyond LLC)", mamba1(1), {}, rotating_sets(mamba1(1)), true);
+  add("mamba-2.8b D=5120 N=16 decode T=1 B=4 in place (states rotated beyond LLC)", mamba1(1, false, 4), {},
+      rotating_sets(mamba1(1, false, 4)), true);
   for (int64_t T : {512, 2048}) add(cat("mamba2-2.7b H=80 P=64 N=128 T=", T), mamba2(T), {}, 1);
   add("mamba2-2.7b H=80 P=64 N=128 decode T=1 (states rotated beyond LLC)", mamba2(1), {}, rotating_sets(mamba2(1)));
   add("mamba2-2.7b H=80 P=64 N=128 decode T=1 (state in cache)", mamba2(1), {}, 1);
+  add("mamba2-2.7b H=80 P=64 N=128 decode T=1 in place (states rotated beyond LLC)", mamba2(1), {}, rotating_sets(mamba2(1)), true);
   // f16 activations.
   add("mamba-2.8b D=5120 N=16 T=512 f16", mamba1(512, true), {}, 1);
   add("mamba-2.8b D=5120 N=16 decode T=1 f16 (state in cache)", mamba1(1, true), {}, 1);

@@ -3,6 +3,7 @@
 // rounded to f16, outputs allocated anew.
 #pragma once
 
+#include <cstring>
 #include <initializer_list>
 
 #include "kernels/common/op.h"
@@ -37,6 +38,24 @@ inline OwnedCall rounded_to_f16(const OpDef& def, const OpCall& call, std::initi
   }
   for (const auto& kv : def.infer_outputs(oc.call)) oc.allocate(kv.first, kv.second.dtype, kv.second.shape);
   return oc;
+}
+
+// A copy of `call` with its own copy of h0 and hT set to that very tensor
+// (the state updated in place); the other outputs allocated anew.
+inline OwnedCall with_state_in_place(const OpDef& def, const OpCall& call) {
+  OwnedCall oc;
+  oc.call = call;
+  const TensorRef& h0 = call.get("h0");
+  oc.allocate("h0", h0.dtype, h0.shape);
+  std::memcpy(oc.call.get("h0").data, h0.data, h0.nbytes());
+  for (const auto& kv : def.infer_outputs(oc.call)) oc.allocate(kv.first, kv.second.dtype, kv.second.shape);
+  oc.call.tensors["hT"] = oc.call.get("h0");
+  return oc;
+}
+
+// Bitwise equality of two tensors of the same dtype and shape.
+inline bool same_bits(const TensorRef& a, const TensorRef& b) {
+  return a.dtype == b.dtype && a.shape == b.shape && std::memcmp(a.data, b.data, a.nbytes()) == 0;
 }
 
 }  // namespace ek::scan_test

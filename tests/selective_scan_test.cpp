@@ -196,6 +196,24 @@ TEST(SelectiveScan, ChainedDecodeStepsEqualOneScan) {
   }
 }
 
+// The state updated in place (hT is h0) gives bit for bit what a separate hT
+// gives, on every kernel: the decode step, a one-segment and a multi-segment
+// scan, with groups, f32 and f16 activations.
+TEST(SelectiveScan, StateUpdatedInPlace) {
+  for (bool f16 : {false, true})
+    for (int64_t T : {int64_t(1), int64_t(7), int64_t(150)}) {
+      const OwnedCall separate = make_call(def(), split_case(2, T, 80, 16, 2, f16), 17);
+      for (const Target& t : targets(separate.call)) {
+        run(t, separate.call);
+        OwnedCall in_place = scan_test::with_state_in_place(def(), separate.call);
+        run(t, in_place.call);
+        const std::string what = cat(t.name(), " T=", T, f16 ? " f16" : " f32");
+        EXPECT_TRUE(scan_test::same_bits(in_place.call.get("y"), separate.call.get("y"))) << what;
+        EXPECT_TRUE(scan_test::same_bits(in_place.call.get("h0"), separate.call.get("hT"))) << what;
+      }
+    }
+}
+
 // ------------------------------------------------------------ f16 activations
 
 // See tests/scan_test_util.h.
@@ -319,7 +337,11 @@ TEST(SelectiveScan, BadInputsNameTheArgument) {
                   "delta_softplus='maybe'");
   expect_rejected([](OwnedCall& oc) { oc.call.params.set("chunk", int64_t(8)); }, "unknown param 'chunk'");
   expect_rejected([](OwnedCall& oc) { reshape(oc, "hT", {2, 32, 8}); }, "output hT has shape");
-  expect_rejected([](OwnedCall& oc) { oc.call.tensors["hT"] = oc.call.get("h0"); }, "overlaps");
+  expect_rejected([](OwnedCall& oc) {  // hT one element into h0: a partial overlap
+    oc.call.tensors["hT"] = oc.call.get("h0");
+    oc.call.tensors["hT"].data = oc.call.get("h0").as<float>() + 1;
+  }, "output hT overlaps tensor h0 without being the same tensor");
+  expect_rejected([](OwnedCall& oc) { oc.call.tensors["y"] = oc.call.get("u"); }, "output y overlaps tensor u");
 }
 
 }  // namespace

@@ -242,6 +242,23 @@ OwnedCall rounded_to_f16(const OpCall& call) { return scan_test::rounded_to_f16(
 // every form: the kernels widen exactly and run the same fp32 arithmetic.
 // Decode step, a short sequential run, several chunks with odd sizes (the
 // CPU's any-shape chunk build), and the register-tiled chunk build.
+// The state updated in place (hT is h0) gives bit for bit what a separate hT
+// gives, on every kernel and form: the decode step, short and chunked scans.
+TEST(SsdScan, StateUpdatedInPlace) {
+  for (int64_t T : {int64_t(1), int64_t(5), int64_t(300)}) {
+    const OwnedCall separate = make_call(def(), make(2, T, 6, 64, 32, 2), 19);
+    for (const Target& t : targets(separate.call))
+      for (const Tuning& form : forms()) {
+        run(t, separate.call, form);
+        OwnedCall in_place = scan_test::with_state_in_place(def(), separate.call);
+        run(t, in_place.call, form);
+        const std::string what = cat(t.name(), " T=", T, " ", str(form));
+        EXPECT_TRUE(scan_test::same_bits(in_place.call.get("y"), separate.call.get("y"))) << what;
+        EXPECT_TRUE(scan_test::same_bits(in_place.call.get("h0"), separate.call.get("hT"))) << what;
+      }
+  }
+}
+
 TEST(SsdScan, F16ActivationsEqualF32OfSameValues) {
   struct Shape6 { int64_t B, T, H, P, N, G; };
   for (const Shape6& s : {Shape6{3, 1, 6, 5, 7, 3}, Shape6{2, 3, 4, 16, 32, 2}, Shape6{1, 100, 4, 9, 7, 2},
@@ -355,7 +372,11 @@ TEST(SsdScan, BadInputsNameTheArgument) {
   expect_rejected([](OwnedCall& oc) { oc.call.params.set("dt_softplus", std::string("2")); }, "dt_softplus='2'");
   expect_rejected([](OwnedCall& oc) { oc.call.params.set("chunk", int64_t(8)); }, "unknown param 'chunk'");
   expect_rejected([](OwnedCall& oc) { reshape(oc, "y", {2, 6, 4, 9}); }, "output y has shape");
-  expect_rejected([](OwnedCall& oc) { oc.call.tensors["hT"] = oc.call.get("h0"); }, "overlaps");
+  expect_rejected([](OwnedCall& oc) {  // hT one element into h0: a partial overlap
+    oc.call.tensors["hT"] = oc.call.get("h0");
+    oc.call.tensors["hT"].data = oc.call.get("h0").as<float>() + 1;
+  }, "output hT overlaps tensor h0 without being the same tensor");
+  expect_rejected([](OwnedCall& oc) { oc.call.tensors["y"] = oc.call.get("x"); }, "output y overlaps tensor x");
 }
 
 }  // namespace

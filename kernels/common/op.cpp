@@ -113,7 +113,8 @@ void validate_call(const OpDef& def, const OpCall& call) {
     if (a.output && call.find(a.name))
       EK_CHECK_ARG(outs.count(a.name), op, ": output '", a.name, "' is not produced by this call");
   // Inputs and outputs must not overlap: kernels may write outputs before
-  // they have finished reading inputs.
+  // they have finished reading inputs. The op's in-place pairs may alias
+  // exactly (the same tensor), never partly.
   for (const auto& o : outs) {
     const TensorRef& ot = call.get(o.first);
     const char* ob = static_cast<const char*>(ot.data);
@@ -121,7 +122,13 @@ void validate_call(const OpDef& def, const OpCall& call) {
       if (kv.first == o.first || kv.second.nbytes() == 0 || ot.nbytes() == 0) continue;
       const char* ib = static_cast<const char*>(kv.second.data);
       bool overlap = ib < ob + ot.nbytes() && ob < ib + kv.second.nbytes();
-      EK_CHECK_ARG(!overlap, op, ": output ", o.first, " overlaps tensor ", kv.first);
+      if (!overlap) continue;
+      const bool pair = std::find(def.in_place.begin(), def.in_place.end(), std::make_pair(o.first, kv.first)) !=
+                        def.in_place.end();
+      const bool same = ib == ob && kv.second.dtype == ot.dtype && kv.second.shape == ot.shape;
+      EK_CHECK_ARG(!pair || same, op, ": output ", o.first, " overlaps tensor ", kv.first,
+                   " without being the same tensor (an in-place update needs the same data, dtype and shape)");
+      EK_CHECK_ARG(pair, op, ": output ", o.first, " overlaps tensor ", kv.first);
     }
   }
 }

@@ -99,6 +99,10 @@ struct OpDef {
   // Fills the inputs of a case with deterministic data; outputs are allocated
   // by make_call afterwards.
   std::function<void(const OpCase&, std::mt19937_64&, OwnedCall&)> make_inputs;
+  // (output, input) pairs where the output may be the very tensor of the input
+  // (same data, dtype and shape): an update in place, e.g. a decode step's
+  // state. Every kernel of the op supports it; any other overlap is rejected.
+  std::vector<std::pair<std::string, std::string>> in_place = {};
 };
 
 // Full validation of a call against its OpDef: unknown or missing tensors,

@@ -23,24 +23,32 @@
 #include "ek_selective_scan_step_avx512.h"
 #include "ek_selective_scan_chunk_f16_avx512.h"
 #include "ek_selective_scan_step_f16_avx512.h"
+#include "ek_selective_scan_step_n16_avx512.h"
+#include "ek_selective_scan_step_f16_n16_avx512.h"
 #endif
 #if EK_SCAN_HAVE_avx2
 #include "ek_selective_scan_chunk_avx2.h"
 #include "ek_selective_scan_step_avx2.h"
 #include "ek_selective_scan_chunk_f16_avx2.h"
 #include "ek_selective_scan_step_f16_avx2.h"
+#include "ek_selective_scan_step_n16_avx2.h"
+#include "ek_selective_scan_step_f16_n16_avx2.h"
 #endif
 #if EK_SCAN_HAVE_sse41
 #include "ek_selective_scan_chunk_sse41.h"
 #include "ek_selective_scan_step_sse41.h"
 #include "ek_selective_scan_chunk_f16_sse41.h"
 #include "ek_selective_scan_step_f16_sse41.h"
+#include "ek_selective_scan_step_n16_sse41.h"
+#include "ek_selective_scan_step_f16_n16_sse41.h"
 #endif
 #if EK_SCAN_HAVE_neon
 #include "ek_selective_scan_chunk_neon.h"
 #include "ek_selective_scan_step_neon.h"
 #include "ek_selective_scan_chunk_f16_neon.h"
 #include "ek_selective_scan_step_f16_neon.h"
+#include "ek_selective_scan_step_n16_neon.h"
+#include "ek_selective_scan_step_f16_n16_neon.h"
 #endif
 
 namespace ek {
@@ -60,6 +68,7 @@ using PipelineFn = int (*)(const void*, halide_buffer_t*, halide_buffer_t*, hali
 struct Pipelines {
   PipelineFn chunk, step;          // f32 activations
   PipelineFn chunk_f16, step_f16;  // f16 activations (as uint16 bits)
+  PipelineFn step_n16, step_f16_n16;  // the decode step built for N = 16
 };
 
 class SelectiveScanCpu final : public Invocation {
@@ -89,7 +98,7 @@ class SelectiveScanCpu final : public Invocation {
     const TensorRef& z = a_.has_z ? call_.get("z") : u;  // not read without has_z
     const TensorRef& y = call_.get("y");
     const bool f16 = a_.activations == DType::f16;
-    const PipelineFn step_fn = f16 ? fns_.step_f16 : fns_.step;
+    const PipelineFn step_fn = N == 16 ? (f16 ? fns_.step_f16_n16 : fns_.step_n16) : (f16 ? fns_.step_f16 : fns_.step);
     const PipelineFn chunk_fn = f16 ? fns_.chunk_f16 : fns_.chunk;
     const float* dskip = a_.has_dskip ? call_.get("Dskip").as<float>() : zeros_d_.data();
     const float* bias = a_.has_delta_bias ? call_.get("delta_bias").as<float>() : zeros_d_.data();
@@ -170,8 +179,9 @@ void register_isa(const IsaBuild& isa, Pipelines fns) {
 }
 
 #define EK_SCAN_REGISTER(isa)                                                                              \
-  register_isa(scan_cpu::isa_build(#isa), {ek_selective_scan_chunk_##isa, ek_selective_scan_step_##isa, \
-                                           ek_selective_scan_chunk_f16_##isa, ek_selective_scan_step_f16_##isa})
+  register_isa(scan_cpu::isa_build(#isa), {ek_selective_scan_chunk_##isa, ek_selective_scan_step_##isa,       \
+                                           ek_selective_scan_chunk_f16_##isa, ek_selective_scan_step_f16_##isa, \
+                                           ek_selective_scan_step_n16_##isa, ek_selective_scan_step_f16_n16_##isa})
 
 const bool registered = [] {
 #if EK_SCAN_HAVE_avx512

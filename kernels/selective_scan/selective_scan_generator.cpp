@@ -145,6 +145,9 @@ class SelectiveScanChunk : public Generator<SelectiveScanChunk> {
 class SelectiveScanStep : public Generator<SelectiveScanStep> {
  public:
   GeneratorParam<bool> act_f16{"act_f16", false};  // u, delta, z, Bm, Cm: f16 bits (uint16) instead of f32
+  // 0: any state size N; > 0: a build for exactly this N (the driver picks
+  // it when N matches), so every stride of the state rows is a constant.
+  GeneratorParam<int> state_size{"state_size", 0};
   Input<Buffer<>> u{"u", 2};                  // (d, b) of the one token
   Input<Buffer<>> delta{"delta", 2};
   Input<Buffer<>> z{"z", 2};
@@ -165,7 +168,8 @@ class SelectiveScanStep : public Generator<SelectiveScanStep> {
 
   void generate() {
     Var d("d"), n("n"), b("b");
-    const Expr N = A.dim(0).extent();
+    const int fixed_n = state_size;
+    const Expr N = fixed_n > 0 ? Expr(fixed_n) : A.dim(0).extent();
 
     // The activations as f32 (inlined unless scheduled below).
     Func uf("uf"), deltaf("deltaf"), zf("zf"), Bf("Bf"), Cf("Cf");
@@ -175,11 +179,12 @@ class SelectiveScanStep : public Generator<SelectiveScanStep> {
     Bf(n, b) = widen(Bm(n, b), act_f16);
     Cf(n, b) = widen(Cm(n, b), act_f16);
 
-    Func dt("dt"), dtu("dtu"), hn("hn"), yc("yc");
+    Func dt("dt"), dt2("dt2"), dtu("dtu"), hn("hn"), yc("yc");
     Expr draw = deltaf(d, b) + delta_bias(d);
     dt(d, b) = select(delta_softplus, softplus(draw), draw);
+    dt2(d, b) = dt(d, b) * kLog2e;  // the decay in base 2: exp2(dt2 * A)
     dtu(d, b) = dt(d, b) * uf(d, b);
-    hn(n, d, b) = exp_f32(dt(d, b) * A(n, d)) * h_in(n, d, b) + dtu(d, b) * Bf(n, b);
+    hn(n, d, b) = exp2_f32(dt2(d, b) * A(n, d)) * h_in(n, d, b) + dtu(d, b) * Bf(n, b);
     RDom rn(0, N, "rn");
     yc(d, b) = 0.0f;
     yc(d, b) += hn(rn, d, b) * Cf(rn, b);
@@ -187,26 +192,47 @@ class SelectiveScanStep : public Generator<SelectiveScanStep> {
     y(d, b) = select(has_z, yv * silu(zf(d, b)), yv);
     hT(n, d, b) = hn(n, d, b);
 
+    // Schedule. A task owns a tile of tile_channels channels; within it the
+    // channels go by vectors of V (y's vector), and for each such vector the
+    // new state rows hn (V channels x N, vectorised along n, the contiguous
+    // dimension of A, h0 and hT) are computed once, stored to hT and reduced
+    // against C into V values of y by one tree over the V x N products (a
+    // per-channel lane reduction costs about twice the ops). Everything per
+    // channel (softplus, the gate) is vectorised across channels.
     const int V = natural_vector_size<float>();
     const int tile_channels = 128;
     // (Fusing b into the parallel loop would make compute_with lose the
     // per-tile bounds of hT; batch stays an outer serial loop.)
-    Var dO("dO"), dI("dI");
-    y.split(d, dO, dI, tile_channels, TailStrategy::GuardWithIf).reorder(dI, dO, b).parallel(dO);
-    hT.split(d, dO, dI, tile_channels, TailStrategy::GuardWithIf).reorder(n, dI, dO, b).parallel(dO);
-    hT.vectorize(n, V, TailStrategy::GuardWithIf);
-    hT.compute_with(y, dO);
-    const Var tile = dO;
-    hn.compute_at(y, tile).vectorize(n, V, TailStrategy::GuardWithIf);
-    // Per-channel work (softplus, gate) vectorised across the tile's channels.
-    y.vectorize(dI, V, TailStrategy::GuardWithIf);
-    dt.compute_at(y, tile).vectorize(d, V, TailStrategy::GuardWithIf).bound_storage(d, tile_channels).store_in(MemoryType::Stack);
-    dtu.compute_at(y, tile).vectorize(d, V, TailStrategy::GuardWithIf).bound_storage(d, tile_channels).store_in(MemoryType::Stack);
-    // y's reduction over n: one lane reduction per channel, for the whole
-    // tile before y's vector pass.
+    Var dO("dO"), dI("dI"), dv("dv"), dl("dl");
+    y.split(d, dO, dI, tile_channels, TailStrategy::GuardWithIf)
+        .split(dI, dv, dl, V, TailStrategy::GuardWithIf)
+        .reorder(dl, dv, dO, b)
+        .parallel(dO)
+        .vectorize(dl);
+    hT.split(d, dO, dI, tile_channels, TailStrategy::GuardWithIf)
+        .split(dI, dv, dl, V, TailStrategy::GuardWithIf)
+        .reorder(n, dl, dv, dO, b)
+        .parallel(dO)
+        .vectorize(n, V, TailStrategy::GuardWithIf)
+        .unroll(dl);
+    hT.compute_with(y, dv);
+    // The state rows of V channels, one vector per (channel, V states); at
+    // most V x 256 floats (N <= 256), on the stack.
+    Var dh("dh"), dd("dd");
+    hn.compute_at(y, dv)
+        .bound_storage(d, V)
+        .store_in(MemoryType::Stack)
+        .split(d, dh, dd, V, TailStrategy::GuardWithIf)
+        .vectorize(n, V, TailStrategy::GuardWithIf)
+        .unroll(dd);
+    // dt once per channel (softplus is the costly part), then dt * log2(e)
+    // and dt * u, all vectors across the tile's channels.
+    for (Func* f : {&dt, &dt2, &dtu})
+      f->compute_at(y, dO).vectorize(d, V, TailStrategy::GuardWithIf).bound_storage(d, tile_channels).store_in(MemoryType::Stack);
+    // y's reduction over n for V channels at once: a V x V tree per vector of n.
     RVar rno("rno"), rni("rni");
-    yc.compute_at(y, tile).bound_storage(d, tile_channels).store_in(MemoryType::Stack);
-    yc.update().specialize(N % V == 0).split(rn, rno, rni, V).atomic().vectorize(rni);
+    yc.compute_at(y, dv).bound_storage(d, V).store_in(MemoryType::Stack).vectorize(d, V, TailStrategy::GuardWithIf);
+    yc.update().specialize(N % V == 0).split(rn, rno, rni, V).reorder(rni, d, rno).atomic().vectorize(rni).vectorize(d, V, TailStrategy::GuardWithIf);
     if (act_f16) {
       // B and C of the token (N per sequence), widened once per call.
       Bf.compute_root().vectorize(n, V, TailStrategy::GuardWithIf);
@@ -217,6 +243,11 @@ class SelectiveScanStep : public Generator<SelectiveScanStep> {
     for (auto* buf : {&A, &h_in}) (*buf).dim(0).set_stride(1);
     y.dim(0).set_stride(1);
     hT.dim(0).set_stride(1);
+    if (fixed_n > 0) {  // dense rows of exactly N states: constant strides
+      for (auto* buf : {&Bm, &Cm}) (*buf).dim(0).set_bounds(0, fixed_n);
+      for (auto* buf : {&A, &h_in}) (*buf).dim(0).set_bounds(0, fixed_n).dim(1).set_stride(fixed_n);
+      hT.dim(0).set_bounds(0, fixed_n).dim(1).set_stride(fixed_n);
+    }
   }
 };
 

@@ -222,6 +222,7 @@ const RegisterOp reg(OpDef{
     cost,
     cases,
     make_inputs,
+    {{"hT", "h0"}},  // the state may be updated in place
 });
 
 }  // namespace
