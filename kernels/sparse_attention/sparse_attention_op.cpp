@@ -465,6 +465,11 @@ std::vector<OpCase> cases() {
     s.name = "hybrid-edge-1b heads decode Tk=32768 full cache";
     s.Tq = 1; s.Tk = 32768; s.window = 0; s.sinks = 0;
     add(s);
+    // The same decode with the cache in the last-level cache (8 MiB): the
+    // kernel's compute ceiling, without DRAM.
+    s.name = "hybrid-edge-1b heads decode Tk=4096 (KV in LLC)";
+    s.Tk = 4096;
+    add(s);
     s.Hq = 24; s.Hkv = 8;
     s.name = "llama-3.2-3b dense causal prefill T=2048";
     s.Tq = s.Tk = 2048;
