@@ -125,4 +125,60 @@ TEST(CApi, RunsRmsNormOnEveryDevice) {
   }
 }
 
+// A decoder's loop through the C API: the state updated in place (the same
+// DLTensor passed as h0 and hT) gives what a ping-pong of two state buffers
+// gives, step after step; a partly overlapping hT is rejected.
+TEST(CApi, DecodeStateUpdatedInPlace) {
+  ek::DeviceSet set = ek::open_devices();
+  for (const std::string backend : {"cpu", "vulkan", "opencl"}) {
+    bool present = false;
+    for (auto& d : set.devices) present |= d->backend() == backend;
+    if (!present) {
+      std::printf("[  SKIPPED ] C API in-place decode on %s: no device\n", backend.c_str());
+      continue;
+    }
+    SCOPED_TRACE(backend);
+    edgekernels::Context ctx(backend);
+    const int64_t D = 48, N = 16;
+    Dl u({1, 1, D}), delta({1, 1, D}), A({D, N}), Bm({1, 1, 1, N}), Cm({1, 1, 1, N});
+    Dl state({1, D, N}), ping({1, D, N}), pong({1, D, N}), y_in_place({1, 1, D}), y_separate({1, 1, D});
+    for (int64_t i = 0; i < D * N; ++i) {
+      A.data[i] = -1.0f - static_cast<float>(i % N);
+      state.data[i] = ping.data[i] = std::cos(static_cast<float>(i));
+    }
+    for (int step = 0; step < 3; ++step) {
+      for (int64_t d = 0; d < D; ++d) {
+        u.data[d] = std::sin(0.3f * static_cast<float>(d + step));
+        delta.data[d] = 0.05f + 0.01f * static_cast<float>((d + step) % 7);
+      }
+      for (int64_t n = 0; n < N; ++n) {
+        Bm.data[n] = std::sin(0.7f * static_cast<float>(n + step));
+        Cm.data[n] = std::cos(0.4f * static_cast<float>(n + step));
+      }
+      Dl& in = step % 2 ? pong : ping;
+      Dl& out = step % 2 ? ping : pong;
+      ctx.run("selective_scan", {{"u", &u.t}, {"delta", &delta.t}, {"A", &A.t}, {"Bm", &Bm.t}, {"Cm", &Cm.t},
+                                 {"h0", &in.t}, {"hT", &out.t}, {"y", &y_separate.t}});
+      ctx.run("selective_scan", {{"u", &u.t}, {"delta", &delta.t}, {"A", &A.t}, {"Bm", &Bm.t}, {"Cm", &Cm.t},
+                                 {"h0", &state.t}, {"hT", &state.t}, {"y", &y_in_place.t}});
+      EXPECT_EQ(0, std::memcmp(y_in_place.data.data(), y_separate.data.data(), D * sizeof(float))) << "step " << step;
+      EXPECT_EQ(0, std::memcmp(state.data.data(), out.data.data(), D * N * sizeof(float))) << "step " << step;
+    }
+    // hT starting one row into h0: a partial overlap, rejected before any write.
+    Dl big({1, D + 1, N});
+    DLTensor shifted = big.t;
+    shifted.shape = state.t.shape;
+    shifted.data = big.data.data() + N;
+    DLTensor first = big.t;
+    first.shape = state.t.shape;
+    try {
+      ctx.run("selective_scan", {{"u", &u.t}, {"delta", &delta.t}, {"A", &A.t}, {"Bm", &Bm.t}, {"Cm", &Cm.t},
+                                 {"h0", &first}, {"hT", &shifted}, {"y", &y_in_place.t}});
+      ADD_FAILURE() << "a partly overlapping hT was accepted";
+    } catch (const edgekernels::Exception& e) {
+      EXPECT_NE(std::string(e.what()).find("overlaps tensor h0 without being the same tensor"), std::string::npos) << e.what();
+    }
+  }
+}
+
 }  // namespace

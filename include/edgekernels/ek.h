@@ -81,7 +81,9 @@ typedef struct ek_run_options {
 } ek_run_options;
 
 /* Runs operator `op` on the context's device. Inputs and outputs are passed
- * together by name. Validation happens before any output is written. */
+ * together by name. Validation happens before any output is written. An
+ * output must not overlap an input, except where the op updates in place:
+ * the scans' `hT` may be the very tensor of `h0` (same data and shape). */
 ek_status ek_op_run(ek_context* ctx, const char* op, const ek_tensor_arg* tensors, size_t num_tensors,
                     const ek_param* params, size_t num_params, const ek_run_options* options);
 
