@@ -98,19 +98,28 @@ TEST(CApi, BadCallsReportTheArgument) {
   EXPECT_STREQ(ek_last_error(), "rms_norm: tensor 'x' given twice");
 }
 
-// A real run through the C++ wrapper on every device, checked against the
-// reference; a backend with no device is reported as skipped.
-TEST(CApi, RunsRmsNormOnEveryDevice) {
+// Runs `body` with a context on each backend that has a device; a backend
+// without one is reported as skipped, not passed.
+template <class Body>
+void on_every_backend(const char* what, Body body) {
   ek::DeviceSet set = ek::open_devices();
   for (const std::string backend : {"cpu", "vulkan", "opencl"}) {
     bool present = false;
     for (auto& d : set.devices) present |= d->backend() == backend;
     if (!present) {
-      std::printf("[  SKIPPED ] C API run on %s: no device\n", backend.c_str());
+      std::printf("[  SKIPPED ] %s on %s: no device\n", what, backend.c_str());
       continue;
     }
     SCOPED_TRACE(backend);
     edgekernels::Context ctx(backend);
+    body(ctx);
+  }
+}
+
+// A real run through the C++ wrapper on every device, checked against the
+// reference; a backend with no device is reported as skipped.
+TEST(CApi, RunsRmsNormOnEveryDevice) {
+  on_every_backend("C API run", [](edgekernels::Context& ctx) {
     Dl x({3, 5}), w({5}), y({3, 5}), ref({3, 5});
     for (size_t i = 0; i < x.data.size(); ++i) x.data[i] = std::sin(static_cast<float>(i));
     for (size_t i = 0; i < w.data.size(); ++i) w.data[i] = 0.5f + 0.1f * i;
@@ -122,23 +131,14 @@ TEST(CApi, RunsRmsNormOnEveryDevice) {
       for (int i = 0; i < 5; ++i) EXPECT_NEAR(y.data[r * 5 + i], x.data[r * 5 + i] * inv * w.data[i], 1e-5);
     }
     EXPECT_THROW(ctx.run("rms_norm", {{"x", &x.t}, {"y", &y.t}}), edgekernels::Exception);
-  }
+  });
 }
 
 // A decoder's loop through the C API: the state updated in place (the same
 // DLTensor passed as h0 and hT) gives what a ping-pong of two state buffers
 // gives, step after step; a partly overlapping hT is rejected.
 TEST(CApi, DecodeStateUpdatedInPlace) {
-  ek::DeviceSet set = ek::open_devices();
-  for (const std::string backend : {"cpu", "vulkan", "opencl"}) {
-    bool present = false;
-    for (auto& d : set.devices) present |= d->backend() == backend;
-    if (!present) {
-      std::printf("[  SKIPPED ] C API in-place decode on %s: no device\n", backend.c_str());
-      continue;
-    }
-    SCOPED_TRACE(backend);
-    edgekernels::Context ctx(backend);
+  on_every_backend("C API in-place decode", [](edgekernels::Context& ctx) {
     const int64_t D = 48, N = 16;
     Dl u({1, 1, D}), delta({1, 1, D}), A({D, N}), Bm({1, 1, 1, N}), Cm({1, 1, 1, N});
     Dl state({1, D, N}), ping({1, D, N}), pong({1, D, N}), y_in_place({1, 1, D}), y_separate({1, 1, D});
@@ -178,7 +178,7 @@ TEST(CApi, DecodeStateUpdatedInPlace) {
     } catch (const edgekernels::Exception& e) {
       EXPECT_NE(std::string(e.what()).find("overlaps tensor h0 without being the same tensor"), std::string::npos) << e.what();
     }
-  }
+  });
 }
 
 }  // namespace
