@@ -144,11 +144,12 @@ const RegisterCases reg([] {
   for (int64_t T : {512, 2048}) add(cat("mamba-2.8b D=5120 N=16 T=", T), mamba1(T), {}, 1);
   add("mamba-2.8b D=5120 N=16 decode T=1 (states rotated beyond LLC)", mamba1(1), {}, rotating_sets(mamba1(1)));
   add("mamba-2.8b D=5120 N=16 decode T=1 (state in cache)", mamba1(1), {}, 1);
-  // In place (no separate hT to allocate in cache), and a batch of 4
-  // sequences, which reads A [D, N] once for all four states.
+  // In place (no separate hT to allocate in cache), and batches of 4 and 8
+  // sequences, which read A [D, N] once for all their states.
   add("mamba-2.8b D=5120 N=16 decode T=1 in place (states rotated beyond LLC)", mamba1(1), {}, rotating_sets(mamba1(1), true), true);
-  add("mamba-2.8b D=5120 N=16 decode T=1 B=4 in place (states rotated beyond LLC)", mamba1(1, false, 4), {},
-      rotating_sets(mamba1(1, false, 4), true), true);
+  for (int64_t B : {4, 8})
+    add(cat("mamba-2.8b D=5120 N=16 decode T=1 B=", B, " in place (states rotated beyond LLC)"), mamba1(1, false, B), {},
+        rotating_sets(mamba1(1, false, B), true), true);
   for (int64_t T : {512, 2048}) add(cat("mamba2-2.7b H=80 P=64 N=128 T=", T), mamba2(T), {}, 1);
   add("mamba2-2.7b H=80 P=64 N=128 decode T=1 (states rotated beyond LLC)", mamba2(1), {}, rotating_sets(mamba2(1)));
   add("mamba2-2.7b H=80 P=64 N=128 decode T=1 (state in cache)", mamba2(1), {}, 1);
