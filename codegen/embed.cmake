@@ -1,4 +1,5 @@
-# ek_embed_files(TARGET SYMBOL FILES name=path ...)
+# ek_embed_files(TARGET SYMBOL FILES name=path[+path...] ...)
+# (path+path: the files concatenated under one name, e.g. a shared prelude.)
 # Generates a C++ source embedding the files and adds it to TARGET. May be
 # called from any directory (kernels/<op>/, backends/<name>/): a custom
 # command only runs for targets of its own directory, so a custom target
@@ -8,8 +9,9 @@ function(ek_embed_files TARGET SYMBOL)
   set(out "${CMAKE_CURRENT_BINARY_DIR}/embedded_${SYMBOL}.cpp")
   set(deps "")
   foreach(pair IN LISTS ARG_FILES)
-    string(REGEX REPLACE "^[^=]*=" "" path "${pair}")
-    list(APPEND deps "${path}")
+    string(REGEX REPLACE "^[^=]*=" "" paths "${pair}")
+    string(REPLACE "+" ";" paths "${paths}")
+    list(APPEND deps ${paths})
   endforeach()
   add_custom_command(OUTPUT "${out}"
     COMMAND ek_embed_files "${out}" "${SYMBOL}" ${ARG_FILES}

@@ -1,6 +1,9 @@
 // Build-time tool: embeds files into a C++ source as byte arrays plus a table
 // that registers them with ek::register_embedded at load time.
-//   embed_files OUT.cpp SYMBOL NAME=PATH [NAME=PATH ...]
+//   embed_files OUT.cpp SYMBOL NAME=PATH[+PATH...] [NAME=PATH ...]
+// PATH+PATH embeds the files concatenated under one NAME (a shared prelude
+// in front of a kernel source: embedded sources have no directory to
+// #include from).
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -23,13 +26,20 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "embed_files: argument '%s' is not NAME=PATH\n", arg.c_str());
       return 2;
     }
-    std::string name = arg.substr(0, eq), path = arg.substr(eq + 1);
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-      std::fprintf(stderr, "embed_files: cannot read '%s'\n", path.c_str());
-      return 1;
+    const std::string name = arg.substr(0, eq), paths = arg.substr(eq + 1);
+    std::vector<unsigned char> bytes;
+    for (size_t begin = 0; begin <= paths.size();) {
+      size_t end = paths.find('+', begin);
+      if (end == std::string::npos) end = paths.size();
+      const std::string path = paths.substr(begin, end - begin);
+      std::ifstream in(path, std::ios::binary);
+      if (!in) {
+        std::fprintf(stderr, "embed_files: cannot read '%s'\n", path.c_str());
+        return 1;
+      }
+      bytes.insert(bytes.end(), std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      begin = end + 1;
     }
-    std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     bytes.push_back(0);  // text files can be used as C strings; size excludes it
     out << "alignas(4) const unsigned char data" << names.size() << "[] = {";
     for (size_t j = 0; j < bytes.size(); ++j) out << (j % 24 ? "" : "\n") << static_cast<int>(bytes[j]) << ',';

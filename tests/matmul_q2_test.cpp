@@ -479,6 +479,17 @@ TEST(MatmulQ2Kernels, AllKernelsMatchReference) {
   EXPECT_GT(runs, 0);
 }
 
+// Runs every CPU kernel eligible for `call` once on `dev`, each followed by
+// `check(kernel)` on the outputs it wrote.
+template <class Check>
+void run_each_eligible_cpu_kernel(Device& dev, const OpCall& call, Check check) {
+  for (const KernelImpl* k : Registry::instance().kernels("matmul_q2", "cpu")) {
+    if (!k->ineligible_reason(dev.profile(), call).empty()) continue;
+    k->bind(dev, call, k->default_tuning())->execute();
+    check(k);
+  }
+}
+
 // Scales that are f16 subnormals, Inf or NaN take the kernels' exact f16
 // conversion: subnormal scales still match the reference; Inf/NaN scales
 // and NaN/Inf activations give non-finite outputs where the reference does,
@@ -505,12 +516,9 @@ TEST(MatmulQ2Kernels, NonNormalScalesAndActivations) {
     }
     OwnedCall ref = clone(oc);
     def.reference(ref.call);
-    for (const KernelImpl* k : Registry::instance().kernels("matmul_q2", "cpu")) {
-      if (!k->ineligible_reason(set.devices[0]->profile(), oc.call).empty()) continue;
-      auto inv = k->bind(*set.devices[0], oc.call, k->default_tuning());
-      inv->execute();
+    run_each_eligible_cpu_kernel(*set.devices[0], oc.call, [&](const KernelImpl* k) {
       EXPECT_LE(nmse(oc.call.get("Y"), ref.call.get("Y")), k->nmse_bound) << k->id() << " " << fi.name;
-    }
+    });
     // Row 5: an Inf scale; token 1: a NaN activation.
     uint8_t* p = scale_ptr(5, 0);
     p[0] = 0x00;
@@ -518,10 +526,7 @@ TEST(MatmulQ2Kernels, NonNormalScalesAndActivations) {
     oc.storage["X"].as<float>()[1 * K + 17] = NAN;
     OwnedCall ref2 = clone(oc);
     def.reference(ref2.call);
-    for (const KernelImpl* k : Registry::instance().kernels("matmul_q2", "cpu")) {
-      if (!k->ineligible_reason(set.devices[0]->profile(), oc.call).empty()) continue;
-      auto inv = k->bind(*set.devices[0], oc.call, k->default_tuning());
-      inv->execute();
+    run_each_eligible_cpu_kernel(*set.devices[0], oc.call, [&](const KernelImpl* k) {
       const float* y = oc.call.get("Y").as<float>();
       const float* r = ref2.call.get("Y").as<float>();
       for (int64_t t = 0; t < T; ++t)
@@ -530,7 +535,7 @@ TEST(MatmulQ2Kernels, NonNormalScalesAndActivations) {
           EXPECT_EQ(std::isfinite(yv), std::isfinite(rv)) << k->id() << " " << fi.name << " t=" << t << " n=" << n;
         }
       EXPECT_LE(nmse(oc.call.get("Y"), ref2.call.get("Y")), k->nmse_bound) << k->id() << " " << fi.name;
-    }
+    });
   }
 }
 
@@ -560,15 +565,12 @@ TEST(MatmulQ2Kernels, ZeroScalesAndLargeActivations) {
     for (int64_t i = 0; i < T * K; ++i) X[i] = 3000.0f + static_cast<float>(i % 7);  // group sums ~4e5
     OwnedCall ref = clone(oc);
     def.reference(ref.call);
-    for (const KernelImpl* k : Registry::instance().kernels("matmul_q2", "cpu")) {
-      if (!k->ineligible_reason(set.devices[0]->profile(), oc.call).empty()) continue;
-      auto inv = k->bind(*set.devices[0], oc.call, k->default_tuning());
-      inv->execute();
+    run_each_eligible_cpu_kernel(*set.devices[0], oc.call, [&](const KernelImpl* k) {
       ++runs;
       const float* y = oc.call.get("Y").as<float>();
       for (int64_t i = 0; i < T * N; ++i) ASSERT_TRUE(std::isfinite(y[i])) << k->id() << " " << fi.name << " i=" << i;
       EXPECT_LE(nmse(oc.call.get("Y"), ref.call.get("Y")), k->nmse_bound) << k->id() << " " << fi.name;
-    }
+    });
   }
   // At least one kernel per format (an ARMv8.0 CPU has only halide_neon_f32).
   EXPECT_GE(runs, static_cast<int>(q2::formats().size()));

@@ -3,8 +3,12 @@
 // rounded to f16, outputs allocated anew.
 #pragma once
 
+#include <gtest/gtest.h>
+
+#include <cstdio>
 #include <cstring>
 #include <initializer_list>
+#include <string>
 
 #include "kernels/common/op.h"
 #include "kernels/common/tensor.h"
@@ -51,6 +55,17 @@ inline OwnedCall with_state_in_place(const OpDef& def, const OpCall& call) {
   for (const auto& kv : def.infer_outputs(oc.call)) oc.allocate(kv.first, kv.second.dtype, kv.second.shape);
   oc.call.tensors["hT"] = oc.call.get("h0");
   return oc;
+}
+
+// ops.md's accuracy table for f16 storage of the activations: y and hT of
+// `got` within nmse 1e-5 of the exact (double) result `ref`; prints the
+// figures.
+inline void expect_f16_storage_within_ops_bound(const OpCall& got, const OpCall& ref, const std::string& what) {
+  for (const char* out : {"y", "hT"}) {
+    const double e = nmse(got.get(out), ref.get(out));
+    EXPECT_LE(e, 1e-5) << what << " output " << out;
+    std::printf("%s %s: nmse of f16 storage vs exact %.3g\n", what.c_str(), out, e);
+  }
 }
 
 // Bitwise equality of two tensors of the same dtype and shape.

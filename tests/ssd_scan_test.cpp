@@ -272,10 +272,7 @@ TEST(SsdScan, F16ActivationsEqualF32OfSameValues) {
         run(t, f.call, form);
         const std::string what =
             cat(t.name(), " B=", s.B, " T=", s.T, " H=", s.H, " P=", s.P, " N=", s.N, " G=", s.G, " ", str(form));
-        for (const char* out : {"y", "hT"}) {
-          EXPECT_LE(nmse(h.call.get(out), f.call.get(out)), 1e-12) << what << " output " << out;
-          EXPECT_EQ(count_nonfinite_where_ref_finite(h.call.get(out), f.call.get(out)), 0) << what << " output " << out;
-        }
+        expect_close(h.call, f.call, 1e-12, what);
       }
   }
 }
@@ -290,11 +287,7 @@ TEST(SsdScan, F16StorageWithinOpsBound) {
     OwnedCall h = rounded_to_f16(exact.call);
     for (const Target& t : targets(h.call)) {
       run(t, h.call);
-      for (const char* out : {"y", "hT"}) {
-        const double e = nmse(h.call.get(out), ref.call.get(out));
-        EXPECT_LE(e, 1e-5) << t.name() << " T=" << T << " output " << out;
-        std::printf("%s T=%lld %s: nmse of f16 storage vs exact %.3g\n", t.name().c_str(), static_cast<long long>(T), out, e);
-      }
+      scan_test::expect_f16_storage_within_ops_bound(h.call, ref.call, cat(t.name(), " T=", T));
     }
   }
 }

@@ -35,21 +35,7 @@ packages=(
   libgtest-dev              # its sources (/usr/src/googletest) are built for aarch64
   g++-aarch64-linux-gnu qemu-user
 )
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "arm_cross_test: installing ${missing[*]}"
-  sudo_cmd=()
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || { echo "arm_cross_test: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
-    sudo_cmd=(sudo)
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo_cmd[@]}" apt-get update -qq
-  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+bash "$(dirname "$0")/setup.sh" "${packages[@]}"
 
 echo "== host generators ($host_dir)"
 cmake -S . -B "$host_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DEK_BUILD_TESTS=OFF -DEK_BUILD_BENCH=OFF \

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what edgekernels needs on Debian 12, non-interactively, only when
 # something is missing. Safe to run repeatedly.
+# Usage: tools/setup.sh [PACKAGE...]  (default: the project's packages below;
+# other scripts pass their own list, e.g. tools/arm_cross_test.sh)
 set -euo pipefail
 
 packages=(
@@ -10,6 +12,7 @@ packages=(
   ocl-icd-opencl-dev opencl-headers opencl-clhpp-headers pocl-opencl-icd clinfo
   libgtest-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev libdlpack-dev
 )
+if [ $# -gt 0 ]; then packages=("$@"); fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -21,25 +21,8 @@
 // INTEL_SHUFFLE, ACT_F16 (x, dt, Bm, Cm are f16, read exactly with
 // vload_half: no cl_khr_fp16 needed).
 
-#if ACT_F16
-#define ACT half
-#define LOAD_ACT(p, i) vload_half((i), (p))
-#else
-#define ACT float
-#define LOAD_ACT(p, i) ((p)[i])
-#endif
-
-#if USE_SUBGROUPS && defined(cl_khr_subgroups)
-#pragma OPENCL EXTENSION cl_khr_subgroups : enable
-#endif
-#if USE_SUBGROUPS && defined(cl_khr_subgroup_shuffle)
-#pragma OPENCL EXTENSION cl_khr_subgroup_shuffle : enable
-#endif
-#if USE_SUBGROUPS && INTEL_SHUFFLE
-#define EK_SHUFFLE_XOR(v, m) intel_sub_group_shuffle_xor((v), (m))
-#else
-#define EK_SHUFFLE_XOR(v, m) sub_group_shuffle_xor((v), (m))
-#endif
+// ACT, LOAD_ACT, EK_SHUFFLE_XOR and ek_softplus: scan_prelude.cl, embedded
+// in front of this file.
 
 #define LOG2E 1.44269504088896341f
 
@@ -49,13 +32,6 @@ typedef struct {
   uint t0, L, nc, tseg;        // this segment: first token, chunk length, chunks, tokens
   float dt_min, dt_max;
 } Shape;
-
-inline float ek_softplus(float v) {
-  if (v > 20.0f) return v;
-  const float e = exp(-fabs(v));
-  const float l = e < 1e-4f ? e * (1.0f - 0.5f * e) : log(1.0f + e);
-  return fmax(v, 0.0f) + l;
-}
 
 // 2^x for decays, clamped at -127 (the result is 0 to float precision there).
 inline float decay2(float v) { return exp2(fmax(v, -127.0f)); }
