@@ -9,18 +9,21 @@
 
 namespace ek::halide_scan {
 
-// 2^x: k = round(x) (the 1.5*2^23 shifter puts it in the low mantissa bits),
-// f = x - k in [-1/2, 1/2], 2^f by the degree-6 Cephes exp2f polynomial
-// (peak relative error 1.7e-7, rms 4.7e-8), 2^k built in the exponent field.
-// x is clamped to [-127, 128]: below, the result is 0 (2^-127 flushed); above,
-// inf. The scans use it with A pre-scaled by log2(e), so the decay exp(dt*A)
-// costs one multiply less than a Cody-Waite exp.
+// 2^x: k = round(x), f = x - k in [-1/2, 1/2], 2^f by the degree-6 Cephes
+// exp2f polynomial (peak relative error 1.7e-7, rms 4.7e-8), 2^k built in the
+// exponent field. x is clamped to [-127, 128]: below, the result is 0 (2^-127
+// flushed); above, inf. Adding 1.5*2^23 + 127 rounds x to an integer and
+// leaves k + 127 (0..255) in the low mantissa bits, so one integer subtract
+// gives k and one shift gives the bits of 2^k (8 vector ops besides the
+// polynomial's 6 FMAs). The scans use it with A pre-scaled by log2(e), so the
+// decay exp(dt*A) costs one multiply less than a Cody-Waite exp.
 inline Halide::Expr exp2_f32(Halide::Expr x) {
   using namespace Halide;
+  using Internal::make_const;
   x = clamp(x, -127.0f, 128.0f);
-  Expr shifted = x + 12582912.0f;
-  Expr ki = (reinterpret<int>(shifted) & 0x7FFFFF) - 0x400000;
-  Expr f = x - cast<float>(ki);
+  Expr shifted = x + 12583039.0f;  // 1.5*2^23 + 127, bits 0x4b40007f
+  Expr k = cast<float>(reinterpret<int32_t>(shifted) - 0x4b40007f);
+  Expr f = x - k;
   Expr p = 1.535336188319500e-4f;
   p = p * f + 1.339887440266574e-3f;
   p = p * f + 9.618437357674640e-3f;
@@ -28,7 +31,7 @@ inline Halide::Expr exp2_f32(Halide::Expr x) {
   p = p * f + 2.402264791363012e-1f;
   p = p * f + 6.931472028550421e-1f;
   p = p * f + 1.0f;
-  return p * reinterpret<float>(cast<uint32_t>(ki + 127) << 23);
+  return p * reinterpret<float>(reinterpret<uint32_t>(shifted) << make_const(UInt(32), 23));
 }
 
 constexpr float kLog2e = 1.44269504088896341f;

@@ -8,7 +8,9 @@
 // all channels of the group, and the state is handed from segment to segment
 // through two scratch buffers (h0 -> s0 -> s1 -> s0 ... -> hT). Within a
 // segment each task keeps its channels' state trajectory in L1/L2. T = 1 runs
-// the decode-step pipeline instead (state read and written once). f16
+// the decode-step pipeline instead (state read and written once; for N = 16
+// its constant-stride build on whole 128-channel tiles, the general one on the
+// rest). f16
 // activations run the act_f16 builds of both pipelines, which read them in
 // place.
 #include <algorithm>
@@ -17,6 +19,7 @@
 
 #include "kernels/selective_scan/scan_cpu_common.h"
 #include "kernels/selective_scan/selective_scan.h"
+#include "kernels/selective_scan/selective_scan_step_tile.h"
 
 #if EK_SCAN_HAVE_avx512
 #include "ek_selective_scan_chunk_avx512.h"
@@ -98,7 +101,6 @@ class SelectiveScanCpu final : public Invocation {
     const TensorRef& z = a_.has_z ? call_.get("z") : u;  // not read without has_z
     const TensorRef& y = call_.get("y");
     const bool f16 = a_.activations == DType::f16;
-    const PipelineFn step_fn = N == 16 ? (f16 ? fns_.step_f16_n16 : fns_.step_n16) : (f16 ? fns_.step_f16 : fns_.step);
     const PipelineFn chunk_fn = f16 ? fns_.chunk_f16 : fns_.chunk;
     const float* dskip = a_.has_dskip ? call_.get("Dskip").as<float>() : zeros_d_.data();
     const float* bias = a_.has_delta_bias ? call_.get("delta_bias").as<float>() : zeros_d_.data();
@@ -112,15 +114,27 @@ class SelectiveScanCpu final : public Invocation {
       auto bias_v = view(bias + d0, {{cpg, 1}});
       auto state = [&](const float* base) { return view(base + d0 * N, {{N, 1}, {cpg, N}, {B, D * N}}); };
       if (T == 1) {
-        auto tok = [&](const TensorRef& t) { return tensor_view(t, d0, {{cpg, 1}, {B, D}}); };
-        auto bc = [&](const TensorRef& t) { return tensor_view(t, g * N, {{N, 1}, {B, G * N}}); };
-        auto u_v = tok(u), delta_v = tok(delta), z_v = tok(z), y_v = tok(y);
-        auto B_v = bc(Bm), C_v = bc(Cm);
-        auto hin_v = state(h0), hT_v = state(hT);
-        cpu::halide_run(name_, step_fn, u_v.raw_buffer(), delta_v.raw_buffer(), z_v.raw_buffer(),
-                               A_v.raw_buffer(), B_v.raw_buffer(), C_v.raw_buffer(), dskip_v.raw_buffer(),
-                               bias_v.raw_buffer(), hin_v.raw_buffer(), a_.has_z, a_.delta_softplus,
-                               y_v.raw_buffer(), hT_v.raw_buffer());
+        // The N = 16 step is built for whole tiles of channels (constant
+        // offsets throughout); the rest of a group, if any, takes the
+        // general step.
+        const int64_t whole = N == 16 ? cpg / selective_scan_step::kTileChannels * selective_scan_step::kTileChannels : 0;
+        auto run_step = [&](PipelineFn fn, int64_t c0, int64_t count) {
+          const int64_t dc = d0 + c0;
+          auto tok = [&](const TensorRef& t) { return tensor_view(t, dc, {{count, 1}, {B, D}}); };
+          auto bc = [&](const TensorRef& t) { return tensor_view(t, g * N, {{N, 1}, {B, G * N}}); };
+          auto rows = [&](const float* base) { return view(base + dc * N, {{N, 1}, {count, N}, {B, D * N}}); };
+          auto u_v = tok(u), delta_v = tok(delta), z_v = tok(z), y_v = tok(y);
+          auto B_v = bc(Bm), C_v = bc(Cm);
+          auto A_rows = view(A + dc * N, {{N, 1}, {count, N}});
+          auto dskip_c = view(dskip + dc, {{count, 1}});
+          auto bias_c = view(bias + dc, {{count, 1}});
+          auto hin_v = rows(h0), hT_v = rows(hT);
+          cpu::halide_run(name_, fn, u_v.raw_buffer(), delta_v.raw_buffer(), z_v.raw_buffer(), A_rows.raw_buffer(),
+                          B_v.raw_buffer(), C_v.raw_buffer(), dskip_c.raw_buffer(), bias_c.raw_buffer(),
+                          hin_v.raw_buffer(), a_.has_z, a_.delta_softplus, y_v.raw_buffer(), hT_v.raw_buffer());
+        };
+        if (whole > 0) run_step(f16 ? fns_.step_f16_n16 : fns_.step_n16, 0, whole);
+        if (whole < cpg) run_step(f16 ? fns_.step_f16 : fns_.step, whole, cpg - whole);
         continue;
       }
       const int64_t segments = (T + chunk_ - 1) / chunk_;

@@ -27,6 +27,7 @@
 #include <Halide.h>
 
 #include "kernels/selective_scan/scan_math_halide.h"
+#include "kernels/selective_scan/selective_scan_step_tile.h"
 
 namespace {
 
@@ -200,20 +201,21 @@ class SelectiveScanStep : public Generator<SelectiveScanStep> {
     // per-channel lane reduction costs about twice the ops). Everything per
     // channel (softplus, the gate) is vectorised across channels.
     const int V = natural_vector_size<float>();
-    const int tile_channels = 128;
+    const int tile_channels = ek::selective_scan_step::kTileChannels;
     // (Fusing b into the parallel loop would make compute_with lose the
     // per-tile bounds of hT; batch stays an outer serial loop.)
     Var dO("dO"), dI("dI"), dv("dv"), dl("dl");
-    y.split(d, dO, dI, tile_channels, TailStrategy::GuardWithIf)
-        .split(dI, dv, dl, V, TailStrategy::GuardWithIf)
+    const TailStrategy tail = fixed_n > 0 ? TailStrategy::RoundUp : TailStrategy::GuardWithIf;
+    y.split(d, dO, dI, tile_channels, tail)
+        .split(dI, dv, dl, V, tail)
         .reorder(dl, dv, dO, b)
         .parallel(dO)
         .vectorize(dl);
-    hT.split(d, dO, dI, tile_channels, TailStrategy::GuardWithIf)
-        .split(dI, dv, dl, V, TailStrategy::GuardWithIf)
+    hT.split(d, dO, dI, tile_channels, tail)
+        .split(dI, dv, dl, V, tail)
         .reorder(n, dl, dv, dO, b)
         .parallel(dO)
-        .vectorize(n, V, TailStrategy::GuardWithIf)
+        .vectorize(n, V, tail)
         .unroll(dl);
     hT.compute_with(y, dv);
     // The state rows of V channels, one vector per (channel, V states); at
@@ -222,13 +224,13 @@ class SelectiveScanStep : public Generator<SelectiveScanStep> {
     hn.compute_at(y, dv)
         .bound_storage(d, V)
         .store_in(MemoryType::Stack)
-        .split(d, dh, dd, V, TailStrategy::GuardWithIf)
-        .vectorize(n, V, TailStrategy::GuardWithIf)
+        .split(d, dh, dd, V, tail)
+        .vectorize(n, V, tail)
         .unroll(dd);
     // dt once per channel (softplus is the costly part), then dt * log2(e)
     // and dt * u, all vectors across the tile's channels.
     for (Func* f : {&dt, &dt2, &dtu})
-      f->compute_at(y, dO).vectorize(d, V, TailStrategy::GuardWithIf).bound_storage(d, tile_channels).store_in(MemoryType::Stack);
+      f->compute_at(y, dO).vectorize(d, V, tail).bound_storage(d, tile_channels).store_in(MemoryType::Stack);
     // y's reduction over n for V channels at once: a V x V tree per vector of n.
     RVar rno("rno"), rni("rni");
     yc.compute_at(y, dv).bound_storage(d, V).store_in(MemoryType::Stack).vectorize(d, V, TailStrategy::GuardWithIf);
@@ -247,6 +249,13 @@ class SelectiveScanStep : public Generator<SelectiveScanStep> {
       for (auto* buf : {&Bm, &Cm}) (*buf).dim(0).set_bounds(0, fixed_n);
       for (auto* buf : {&A, &h_in}) (*buf).dim(0).set_bounds(0, fixed_n).dim(1).set_stride(fixed_n);
       hT.dim(0).set_bounds(0, fixed_n).dim(1).set_stride(fixed_n);
+      // y and hT cover the same channels and sequences from 0: the stack
+      // rows of hn then sit at constant offsets (LLVM keeps them in registers).
+      y.dim(0).set_min(0);
+      y.dim(1).set_min(0);
+      y.dim(0).set_extent((y.dim(0).extent() / tile_channels) * tile_channels);
+      hT.dim(1).set_bounds(0, y.dim(0).extent());
+      hT.dim(2).set_bounds(0, y.dim(1).extent());
     }
   }
 };

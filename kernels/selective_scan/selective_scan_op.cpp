@@ -88,6 +88,9 @@ std::vector<OpCase> cases() {
   // Edge shapes and options.
   add(make_case("edge: T=1 without h0", 2, 1, 64, 16, 1, false, {"edge"}));
   add(make_case("edge: T=1 with h0 odd D=37", 3, 1, 37, 16, 1, true, {"edge", "smoke"}));
+  // 150 channels per group: one whole 128-channel tile and a 22-channel rest
+  // (the CPU step's N = 16 build and general build in one call).
+  add(make_case("edge: T=1 B=2 D=300 G=2, a tile and a rest per group", 2, 1, 300, 16, 2, true, {"edge"}));
   add(make_case("edge: T=77 (no chunk multiple) D=48", 1, 77, 48, 16, 1, true, {"edge"}));
   add(make_case("edge: N=1", 2, 19, 32, 1, 1, true, {"edge"}));
   add(make_case("edge: N=256 T=9", 1, 9, 40, 256, 2, true, {"edge"}));
@@ -125,6 +128,7 @@ std::vector<OpCase> cases() {
   add(f16_case(make_case("f16: mamba-130m D=1536 N=16 T=64 all options", 1, 64, 1536, 16, 1, true, {"realistic"})));
   add(f16_case(make_case("f16: mamba-130m D=1536 N=16 T=512", 1, 512, 1536, 16, 1, true, {"bench"})));
   add(f16_case(make_case("edge f16: T=1 with h0 odd D=37 B=3", 3, 1, 37, 16, 1, true, {"edge"})));
+  add(f16_case(make_case("edge f16: T=1 B=2 D=300 G=2, a tile and a rest per group", 2, 1, 300, 16, 2, true, {"edge"})));
   add(f16_case(make_case("edge f16: T=77 D=45 N=5 G=3, odd sizes", 1, 77, 45, 5, 3, true, {"edge"})));
   add(f16_case(make_case("edge f16: no options T=40 D=96", 1, 40, 96, 16, 1, false, {"edge"})));
   {
