@@ -107,16 +107,12 @@ class SelectiveScanCpu final : public Invocation {
     const float* h0 = a_.has_h0 ? call_.get("h0").as<float>() : zero_state_.data();
     float* hT = call_.get("hT").as<float>();
 
-    // Views of channels [dc, dc + count): A rows, per-channel parameters and
-    // state rows (every sequence).
-    auto a_rows = [&](int64_t dc, int64_t count) { return view(A + dc * N, {{N, 1}, {count, N}}); };
-    auto per_channel = [&](const float* p, int64_t dc, int64_t count) { return view(p + dc, {{count, 1}}); };
-    auto state_rows = [&](const float* base, int64_t dc, int64_t count) {
-      return view(base + dc * N, {{N, 1}, {count, N}, {B, D * N}});
-    };
-
     for (int64_t g = 0; g < G; ++g) {
       const int64_t d0 = g * cpg;
+      auto A_v = view(A + d0 * N, {{N, 1}, {cpg, N}});
+      auto dskip_v = view(dskip + d0, {{cpg, 1}});
+      auto bias_v = view(bias + d0, {{cpg, 1}});
+      auto state = [&](const float* base) { return view(base + d0 * N, {{N, 1}, {cpg, N}, {B, D * N}}); };
       if (T == 1) {
         // The N = 16 step is built for whole tiles of channels (constant
         // offsets throughout); the rest of a group, if any, takes the
@@ -126,19 +122,21 @@ class SelectiveScanCpu final : public Invocation {
           const int64_t dc = d0 + c0;
           auto tok = [&](const TensorRef& t) { return tensor_view(t, dc, {{count, 1}, {B, D}}); };
           auto bc = [&](const TensorRef& t) { return tensor_view(t, g * N, {{N, 1}, {B, G * N}}); };
+          auto rows = [&](const float* base) { return view(base + dc * N, {{N, 1}, {count, N}, {B, D * N}}); };
           auto u_v = tok(u), delta_v = tok(delta), z_v = tok(z), y_v = tok(y);
           auto B_v = bc(Bm), C_v = bc(Cm);
-          auto A_v = a_rows(dc, count), dskip_v = per_channel(dskip, dc, count), bias_v = per_channel(bias, dc, count);
-          auto hin_v = state_rows(h0, dc, count), hT_v = state_rows(hT, dc, count);
-          cpu::halide_run(name_, fn, u_v.raw_buffer(), delta_v.raw_buffer(), z_v.raw_buffer(), A_v.raw_buffer(),
-                          B_v.raw_buffer(), C_v.raw_buffer(), dskip_v.raw_buffer(), bias_v.raw_buffer(),
+          auto A_rows = view(A + dc * N, {{N, 1}, {count, N}});
+          auto dskip_c = view(dskip + dc, {{count, 1}});
+          auto bias_c = view(bias + dc, {{count, 1}});
+          auto hin_v = rows(h0), hT_v = rows(hT);
+          cpu::halide_run(name_, fn, u_v.raw_buffer(), delta_v.raw_buffer(), z_v.raw_buffer(), A_rows.raw_buffer(),
+                          B_v.raw_buffer(), C_v.raw_buffer(), dskip_c.raw_buffer(), bias_c.raw_buffer(),
                           hin_v.raw_buffer(), a_.has_z, a_.delta_softplus, y_v.raw_buffer(), hT_v.raw_buffer());
         };
         if (whole > 0) run_step(f16 ? fns_.step_f16_n16 : fns_.step_n16, 0, whole);
         if (whole < cpg) run_step(f16 ? fns_.step_f16 : fns_.step, whole, cpg - whole);
         continue;
       }
-      auto A_v = a_rows(d0, cpg), dskip_v = per_channel(dskip, d0, cpg), bias_v = per_channel(bias, d0, cpg);
       const int64_t segments = (T + chunk_ - 1) / chunk_;
       for (int64_t s = 0; s < segments; ++s) {
         const int64_t t0 = s * chunk_, len = std::min(chunk_, T - t0);
@@ -152,7 +150,7 @@ class SelectiveScanCpu final : public Invocation {
         float* out = s == segments - 1 ? hT : scratch_[s % 2].data();
         auto u_v = tok(u), delta_v = tok(delta), z_v = tok(z), y_v = tok(y);
         auto B_v = bc(Bm), C_v = bc(Cm);
-        auto hin_v = state_rows(in, d0, cpg), hout_v = state_rows(out, d0, cpg);
+        auto hin_v = state(in), hout_v = state(out);
         cpu::halide_run(name_, chunk_fn, u_v.raw_buffer(), delta_v.raw_buffer(), z_v.raw_buffer(),
                                A_v.raw_buffer(), B_v.raw_buffer(), C_v.raw_buffer(), dskip_v.raw_buffer(),
                                bias_v.raw_buffer(), hin_v.raw_buffer(), a_.has_z, a_.delta_softplus,
