@@ -119,3 +119,36 @@ function(ek_add_halide_variants PREFIX)
                           PARAMS ${ARG_PARAMS} machine_params=${EK_HALIDE_MACHINE_PARAMS})
   endforeach()
 endfunction()
+
+# ek_halide_generator_f16c(<generator target>): lets the generator include
+# codegen/halide_f16c.h and, on x86-64, embeds the bitcode of
+# codegen/halide_f16c.ll (assembled by LLVM 14's llvm-as, which Halide's
+# packages depend on) and defines EK_HALIDE_F16C for it and for edgekernels:
+# the generator's pipelines for F16C targets then convert f16 with vcvtph2ps,
+# and the CPU drivers know it. Without llvm-as, or in a cross build (the
+# generators come from the host build), the generators keep their software
+# conversion.
+find_program(EK_LLVM_AS NAMES llvm-as-14 llvm-as HINTS /usr/lib/llvm-14/bin)
+function(ek_halide_generator_f16c GEN)
+  if(NOT TARGET ${GEN})
+    return()
+  endif()
+  target_include_directories(${GEN} PRIVATE "${PROJECT_SOURCE_DIR}")
+  if(NOT EK_ARCH_X86)
+    return()
+  endif()
+  if(NOT EK_LLVM_AS)
+    message(STATUS "${GEN}: llvm-as not found, f16 kept in software conversion")
+    return()
+  endif()
+  set(bc "${CMAKE_CURRENT_BINARY_DIR}/${GEN}_f16c.bc")
+  add_custom_command(OUTPUT "${bc}"
+    COMMAND "${EK_LLVM_AS}" "${PROJECT_SOURCE_DIR}/codegen/halide_f16c.ll" -o "${bc}"
+    DEPENDS "${PROJECT_SOURCE_DIR}/codegen/halide_f16c.ll"
+    COMMENT "Assembling codegen/halide_f16c.ll for ${GEN}"
+    VERBATIM)
+  ek_embed_files(${GEN} ${GEN}_f16c FILES "halide/f16c.bc=${bc}")
+  target_sources(${GEN} PRIVATE "${PROJECT_SOURCE_DIR}/codegen/embedded.cpp")
+  target_compile_definitions(${GEN} PRIVATE EK_HALIDE_F16C=1)
+  target_compile_definitions(edgekernels PRIVATE EK_HALIDE_F16C=1)
+endfunction()

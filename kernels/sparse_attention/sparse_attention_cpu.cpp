@@ -12,9 +12,9 @@
 //   - Prefill (Tq > 8): 64-row tiles. f16 (or padded) K/V of each (batch, KV
 //     head) are widened to an f32 copy once, with F16C, before that head's
 //     tiles run: Halide 14 emulates f16 conversion in software.
-//   - Decode (Tq <= 8): the decode kernel reads K/V in place (f16 read raw,
-//     as f16 * 2^-112, with Q scaled by the driver: choose_q_scale) for
-//     every KV head of the call at once, so each key row is read from memory
+//   - Decode (Tq <= 8): the decode kernel reads K/V in place (f16 converted
+//     by vcvtph2ps on F16C targets, else read raw as f16 * 2^-112 with Q
+//     scaled by the driver: choose_q_scale) for every KV head of the call at once, so each key row is read from memory
 //     once and in address order; head dims are padded to whole 64-byte lines
 //     (decode_line), else the chunk's rows are staged. When there are too few
 //     tiles to keep every thread busy, a tile's chunk list is split across
@@ -158,7 +158,18 @@ struct Isa {
   DecodeFn decode4_f32, decode8_f32, decode4_f16, decode8_f16;
   MergeFn merge;
   WidenFn widen;
+  // The f16 decode kernels read K/V bits raw (value * 2^-112, Q pre-scaled:
+  // choose_q_scale) rather than converting them with vcvtph2ps.
+  bool decode_f16_raw;
 };
+
+// Built with codegen/halide_f16c.ll linked in, the generators convert f16
+// with vcvtph2ps for targets with F16C (AVX2, AVX-512 here).
+#ifdef EK_HALIDE_F16C
+constexpr bool kF16cKernelsRaw = false;
+#else
+constexpr bool kF16cKernelsRaw = true;
+#endif
 
 // Query heads [h0, h0 + nh) of KV head kvh: one block of kernel rows
 // (row = head hi * nq + query qi).
@@ -200,7 +211,7 @@ class Plan {
     const int64_t pad = a_.tq <= 8 ? std::max<int64_t>(kPad, decode_line()) : kPad;
     dk_pad_ = round_up(a_.dk, pad);
     dv_pad_ = round_up(a_.dv, pad);
-    if (kv_f16_ && a_.tq <= 8) choose_q_scale();
+    if (kv_f16_ && a_.tq <= 8 && isa_.decode_f16_raw) choose_q_scale();
     build_items(threads);
   }
 
@@ -281,8 +292,8 @@ class Plan {
     if (d_pad > d) std::memset(out + d, 0, static_cast<size_t>(d_pad - d) * sizeof(float));
   }
 
-  // The f16 decode kernels read K as f16 * 2^-112 (f16_bits_to_f32_raw in the
-  // generators) and take Q * 2^c, so that q.k needs no rebias multiply. c =
+  // The raw f16 decode kernels (Isa::decode_f16_raw) read K as f16 * 2^-112
+  // (f16_bits_to_f32_raw in the generators) and take Q * 2^c, so that q.k needs no rebias multiply. c =
   // 112 (exactly the plain product) unless |Q| >= 2^13 would then overflow;
   // the kernel multiplies the dot product by q_unscale = 2^(112 - c).
   // K/V elements per 64-byte line: the decode kernels take K and V as
@@ -733,21 +744,21 @@ KernelImpl make_impl(const std::string& variant, int priority, const Isa& isa, s
   return k;
 }
 
-#define EK_SA_ISA(isa, widen_fn)                                                                      \
+#define EK_SA_ISA(isa, widen_fn, f16_raw)                                                             \
   Isa {                                                                                                \
     ek_sa_prefill_##isa, ek_sa_decode4_f32_##isa, ek_sa_decode8_f32_##isa, ek_sa_decode4_f16_##isa,    \
-        ek_sa_decode8_f16_##isa, ek_sa_merge_##isa, widen_fn                                           \
+        ek_sa_decode8_f16_##isa, ek_sa_merge_##isa, widen_fn, f16_raw                                  \
   }
 #if defined(__x86_64__)
-const RegisterKernel reg_sse41(make_impl("halide_sse41", 10, EK_SA_ISA(sse41, widen_scalar), {"sse41"},
+const RegisterKernel reg_sse41(make_impl("halide_sse41", 10, EK_SA_ISA(sse41, widen_scalar, true), {"sse41"},
                                          "Halide flash-attention tiles, SSE4.1 baseline"));
-const RegisterKernel reg_avx2(make_impl("halide_avx2", 20, EK_SA_ISA(avx2, widen_f16c), {"avx2", "fma", "f16c"},
+const RegisterKernel reg_avx2(make_impl("halide_avx2", 20, EK_SA_ISA(avx2, widen_f16c, kF16cKernelsRaw), {"avx2", "fma", "f16c"},
                                         "Halide flash-attention tiles, AVX2 + FMA, F16C widening of f16 K/V"));
-const RegisterKernel reg_avx512(make_impl("halide_avx512", 30, EK_SA_ISA(avx512, widen_avx512),
+const RegisterKernel reg_avx512(make_impl("halide_avx512", 30, EK_SA_ISA(avx512, widen_avx512, kF16cKernelsRaw),
                                           {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx2", "fma", "f16c"},
                                           "Halide flash-attention tiles, AVX-512 (Skylake-SP subset), F16C widening"));
 #elif defined(__aarch64__)
-const RegisterKernel reg_neon(make_impl("halide_neon", 10, EK_SA_ISA(neon, widen_scalar), {"neon"},
+const RegisterKernel reg_neon(make_impl("halide_neon", 10, EK_SA_ISA(neon, widen_scalar, true), {"neon"},
                                         "Halide flash-attention tiles, NEON"));
 #endif
 

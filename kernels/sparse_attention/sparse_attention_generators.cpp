@@ -17,7 +17,9 @@
 //   Tq <= 8), for several KV heads at once, reading f32 or f16 K/V in place.
 //   With so few rows Q K^T is vectorised along the head dimension and the
 //   partial sums of a tile of keys x rows are reduced by one tree; P V runs
-//   in key tiles, vectorised along Dv. f16 is read raw (f16_bits_to_f32_raw).
+//   in key tiles, vectorised along Dv. f16 is converted by vcvtph2ps on
+//   targets with F16C (codegen/halide_f16c.h), else read raw
+//   (f16_bits_to_f32_raw).
 // - ek_sa_merge: combines partial (m, l, acc) states of key splits by
 //   log-sum-exp and writes normalised O rows and L = m + log(l) directly into
 //   the caller's [B, Tq, Hq, Dv] and [B, Hq, Tq] tensors (strided outputs).
@@ -29,6 +31,8 @@
 #include <Halide.h>
 
 #include <cmath>
+
+#include "codegen/halide_f16c.h"
 
 using namespace Halide;
 
@@ -202,7 +206,8 @@ class PrefillTile : public Generator<PrefillTile> {
 // folds the 2^112 into the other operand (Q for the scores, P for P V), which
 // saves the multiply and the sign handling of a full conversion. Halide 14's
 // own Float(16) cast takes ~17 ops and never uses F16C (checked: no
-// vcvtph2ps even with the f16c target feature).
+// vcvtph2ps even with the f16c target feature). Used for targets without
+// F16C (SSE4.1, NEON); the others call ek::halide::f16_bits_to_f32.
 const float kF16RawScale = 5.192296858534828e33f;  // 2^112
 Expr f16_bits_to_f32_raw(Expr h) {
   Expr t = reinterpret<uint32_t>(cast<int32_t>(reinterpret<int16_t>(h))) << Internal::make_const(UInt(32), 13);
@@ -264,10 +269,16 @@ class DecodeTile : public Generator<DecodeTile> {
     const int vec = natural_vector_size<float>();
     Var r("r"), d("d"), j("j"), h("h"), lane("lane");
     Expr dk = q.dim(0).extent();
-    // f16 K/V are read as raw f32 (value * 2^-112): Q comes pre-scaled by the
-    // driver, P is scaled by 2^112 below.
-    auto load = [&](const Expr& e) { return kv_f16 ? f16_bits_to_f32_raw(e) : e; };
-    const float p_scale = kv_f16 ? kF16RawScale : 1.f;
+    // f16 K/V: converted by vcvtph2ps where the target has F16C (one op per
+    // vector), else read as raw f32 (value * 2^-112): Q comes pre-scaled by
+    // the driver, P is scaled by 2^112 below.
+    const bool native_f16 = kv_f16 && ek::halide::has_native_f16_to_f32(get_target());
+    if (native_f16) ek::halide::link_f16_to_f32(*get_externs_map(), get_target());
+    auto load = [&](const Expr& e) {
+      if (!kv_f16) return e;
+      return native_f16 ? ek::halide::f16_bits_to_f32(e) : f16_bits_to_f32_raw(e);
+    };
+    const float p_scale = kv_f16 && !native_f16 ? kF16RawScale : 1.f;
 
     // All KV heads of a key tile are processed together, so K and V stream
     // through memory in address order (a key row holds every head).
