@@ -47,7 +47,7 @@ class SelectiveScanChunk : public Generator<SelectiveScanChunk> {
  public:
   // Channels per task, in vectors: wider tiles make each token's row access
   // longer (fewer, better-prefetched cache lines per token).
-  GeneratorParam<int> tile_vectors{"tile_vectors", 4};
+  GeneratorParam<int> tile_vectors{"tile_vectors", 8};
   GeneratorParam<bool> act_f16{"act_f16", false};  // u, delta, z, Bm, Cm: f16 bits (uint16) instead of f32
   Input<Buffer<>> u{"u", 3};                  // (d, t, b)
   Input<Buffer<>> delta{"delta", 3};          // (d, t, b)
@@ -115,7 +115,12 @@ class SelectiveScanChunk : public Generator<SelectiveScanChunk> {
     // are reached with immediate offsets.
     h.compute_at(y, tile).bound_storage(d, TW);
     h.update(0).vectorize(d, V, TailStrategy::GuardWithIf);
-    h.update(1).reorder(d, n, r).vectorize(d, V, TailStrategy::GuardWithIf);
+    // Per token: for each vector of the tile, its N states (unrolled for N =
+    // 16). A loop over the vectors keeps the token body ~2.5 KB of code;
+    // unrolled across the tile (LLVM did, with d innermost) it was ~10 KB
+    // and its speed depended on where the linker put it (docs/scan.md).
+    Var dv("dv"), dvo("dvo");
+    h.update(1).split(d, dvo, dv, V, TailStrategy::GuardWithIf).reorder(dv, n, dvo, r).vectorize(dv);
     h.update(1).specialize(N == 16).unroll(n, 16);
     // The token inputs of the tile are strided rows (one cache line per
     // token): compute them per token inside the scan, and prefetch ahead.
