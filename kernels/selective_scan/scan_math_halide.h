@@ -7,6 +7,8 @@
 
 #include <Halide.h>
 
+#include "codegen/halide_f16c.h"
+
 namespace ek::halide_scan {
 
 // 2^x: k = round(x), f = x - k in [-1/2, 1/2], 2^f by the degree-6 Cephes
@@ -88,9 +90,25 @@ inline Halide::Expr f16_bits_to_f32(Halide::Expr h) {
 }
 
 // Activation inputs of the scan generators (param act_f16): f32, or f16 bits
-// as uint16, read through `widen`.
+// as uint16, read through `widen`: converted by vcvtph2ps where the target
+// has F16C (codegen/halide_f16c.h; `activation_read` links it into the
+// generator's module), else by f16_bits_to_f32 above.
+enum class ActivationRead { f32, f16_native, f16_exact_ops };
 inline Halide::Type activation_type(bool f16) { return f16 ? Halide::UInt(16) : Halide::Float(32); }
-inline Halide::Expr widen(const Halide::Expr& e, bool f16) { return f16 ? f16_bits_to_f32(e) : e; }
+inline ActivationRead activation_read(bool f16, Halide::GeneratorContext::ExternsMap& externs,
+                                      const Halide::Target& target) {
+  if (!f16) return ActivationRead::f32;
+  if (!ek::halide::has_native_f16_to_f32(target)) return ActivationRead::f16_exact_ops;
+  ek::halide::link_f16_to_f32(externs, target);
+  return ActivationRead::f16_native;
+}
+inline Halide::Expr widen(const Halide::Expr& e, ActivationRead how) {
+  switch (how) {
+    case ActivationRead::f16_native: return ek::halide::f16_bits_to_f32(e);
+    case ActivationRead::f16_exact_ops: return f16_bits_to_f32(e);
+    default: return e;
+  }
+}
 
 // silu(x) = x / (1 + exp(-x)).
 // exp(-x) is capped at e^80 so the reciprocal stays finite (x * 1e-35 ~ 0).

@@ -41,6 +41,8 @@ using ek::halide_scan::exp_f32;
 using ek::halide_scan::kLog2e;
 using ek::halide_scan::silu;
 using ek::halide_scan::softplus;
+using ek::halide_scan::activation_read;
+using ek::halide_scan::ActivationRead;
 using ek::halide_scan::widen;
 
 class SelectiveScanChunk : public Generator<SelectiveScanChunk> {
@@ -75,11 +77,12 @@ class SelectiveScanChunk : public Generator<SelectiveScanChunk> {
 
     // The activations as f32 (inlined unless scheduled below).
     Func uf("uf"), deltaf("deltaf"), zf("zf"), Bf("Bf"), Cf("Cf");
-    uf(d, t, b) = widen(u(d, t, b), act_f16);
-    deltaf(d, t, b) = widen(delta(d, t, b), act_f16);
-    zf(d, t, b) = widen(z(d, t, b), act_f16);
-    Bf(n, t, b) = widen(Bm(n, t, b), act_f16);
-    Cf(n, t, b) = widen(Cm(n, t, b), act_f16);
+    const ActivationRead act = activation_read(act_f16, *get_externs_map(), get_target());
+    uf(d, t, b) = widen(u(d, t, b), act);
+    deltaf(d, t, b) = widen(delta(d, t, b), act);
+    zf(d, t, b) = widen(z(d, t, b), act);
+    Bf(n, t, b) = widen(Bm(n, t, b), act);
+    Cf(n, t, b) = widen(Cm(n, t, b), act);
 
     Func dt("dt"), dtu("dtu"), At("At"), h("h"), yc("yc");
     Expr draw = deltaf(d, t, b) + delta_bias(d);
@@ -182,11 +185,12 @@ class SelectiveScanStep : public Generator<SelectiveScanStep> {
 
     // The activations as f32 (inlined unless scheduled below).
     Func uf("uf"), deltaf("deltaf"), zf("zf"), Bf("Bf"), Cf("Cf");
-    uf(d, b) = widen(u(d, b), act_f16);
-    deltaf(d, b) = widen(delta(d, b), act_f16);
-    zf(d, b) = widen(z(d, b), act_f16);
-    Bf(n, b) = widen(Bm(n, b), act_f16);
-    Cf(n, b) = widen(Cm(n, b), act_f16);
+    const ActivationRead act = activation_read(act_f16, *get_externs_map(), get_target());
+    uf(d, b) = widen(u(d, b), act);
+    deltaf(d, b) = widen(delta(d, b), act);
+    zf(d, b) = widen(z(d, b), act);
+    Bf(n, b) = widen(Bm(n, b), act);
+    Cf(n, b) = widen(Cm(n, b), act);
 
     Func dt("dt"), dt2("dt2"), dtu("dtu"), hn("hn"), yc("yc");
     Expr draw = deltaf(d, b) + delta_bias(d);

@@ -39,6 +39,8 @@ using ek::halide_scan::activation_type;
 using ek::halide_scan::exp2_f32;
 using ek::halide_scan::kLog2e;
 using ek::halide_scan::softplus;
+using ek::halide_scan::activation_read;
+using ek::halide_scan::ActivationRead;
 using ek::halide_scan::widen;
 
 // Shared inputs/outputs of both generators; x, dt, Bm, Cm are f32 or (act_f16)
@@ -67,7 +69,7 @@ using ek::halide_scan::widen;
 struct Widened {
   Func x{"xf"}, dt{"dtf"}, Bm{"Bf"}, Cm{"Cf"};
 };
-inline Widened widened(const Func& x, const Func& dt, const Func& Bm, const Func& Cm, bool f16) {
+inline Widened widened(const Func& x, const Func& dt, const Func& Bm, const Func& Cm, ActivationRead f16) {
   Var p("p"), h("h"), t("t"), b("b"), n("n"), g("g");
   Widened w;
   w.x(p, h, t, b) = widen(x(p, h, t, b), f16);
@@ -92,7 +94,7 @@ class SsdScanSeq : public Generator<SsdScanSeq> {
     const Expr T = x.dim(2).extent();
     const Expr N = Bm.dim(0).extent();
     Expr g = h / heads_per_group;
-    Widened in = widened(x, dt, Bm, Cm, act_f16);
+    Widened in = widened(x, dt, Bm, Cm, activation_read(act_f16, *get_externs_map(), get_target()));
 
     Func dtp("dtp"), decay("decay"), S("S"), yc("yc");
     dtp(h, t, b) = time_step(in.dt(h, t, b) + dt_bias(h), dt_softplus, dt_min, dt_max);
@@ -154,7 +156,7 @@ class SsdScanStep : public Generator<SsdScanStep> {
     Var n("n"), p("p"), t("t"), h("h"), b("b"), g("g"), v("v");
     const Expr N = Bm.dim(0).extent();
     Expr gh = h / heads_per_group;
-    Widened in = widened(x, dt, Bm, Cm, act_f16);
+    Widened in = widened(x, dt, Bm, Cm, activation_read(act_f16, *get_externs_map(), get_target()));
 
     Func dtp("dtp"), decay("decay"), BC("BC"), yc("yc");
     dtp(h, b) = time_step(in.dt(h, 0, b) + dt_bias(h), dt_softplus, dt_min, dt_max);
@@ -241,7 +243,7 @@ class SsdScanChunk : public Generator<SsdScanChunk> {
     const Expr N = Bm.dim(0).extent();
     Expr gh = h / heads_per_group;
     const int RT = tile_rows;
-    Widened in = widened(x, dt, Bm, Cm, act_f16);
+    Widened in = widened(x, dt, Bm, Cm, activation_read(act_f16, *get_externs_map(), get_target()));
 
     Func dtp("dtp"), la("la"), seg("seg"), BT("BT"), CB("CB"), M("M"), xw("xw"), decay_in("decay_in");
     Func Yoff("Yoff"), Ydiag("Ydiag"), Sout("Sout");
