@@ -120,35 +120,45 @@ function(ek_add_halide_variants PREFIX)
   endforeach()
 endfunction()
 
-# ek_halide_generator_f16c(<generator target>): lets the generator include
-# codegen/halide_f16c.h and, on x86-64, embeds the bitcode of
-# codegen/halide_f16c.ll (assembled by LLVM 14's llvm-as, which Halide's
-# packages depend on) and defines EK_HALIDE_F16C for it and for edgekernels:
-# the generator's pipelines for F16C targets then convert f16 with vcvtph2ps,
-# and the CPU drivers know it. Without llvm-as, or in a cross build (the
-# generators come from the host build), the generators keep their software
-# conversion.
+# ek_halide_generator_f16(<generator target>): lets the generator include
+# codegen/halide_f16.h and embeds in it the f16 -> f32 conversion bitcode of
+# codegen/halide_f16.ll.in for x86-64 and AArch64 (assembled by LLVM 14's
+# llvm-as, from llvm-14, which Halide's packages depend on), defining
+# EK_HALIDE_F16: the generator's pipelines then convert f16 with vcvtph2ps
+# (F16C targets) or fcvtl (AArch64). Without llvm-as the generators keep
+# their software conversion. In a cross build the generator comes from the
+# host build (not a target here): nothing to do.
 find_program(EK_LLVM_AS NAMES llvm-as-14 llvm-as HINTS /usr/lib/llvm-14/bin)
-function(ek_halide_generator_f16c GEN)
+function(ek_halide_generator_f16 GEN)
   if(NOT TARGET ${GEN})
     return()
   endif()
   target_include_directories(${GEN} PRIVATE "${PROJECT_SOURCE_DIR}")
-  if(NOT EK_ARCH_X86)
-    return()
-  endif()
   if(NOT EK_LLVM_AS)
     message(STATUS "${GEN}: llvm-as not found, f16 kept in software conversion")
     return()
   endif()
-  set(bc "${CMAKE_CURRENT_BINARY_DIR}/${GEN}_f16c.bc")
-  add_custom_command(OUTPUT "${bc}"
-    COMMAND "${EK_LLVM_AS}" "${PROJECT_SOURCE_DIR}/codegen/halide_f16c.ll" -o "${bc}"
-    DEPENDS "${PROJECT_SOURCE_DIR}/codegen/halide_f16c.ll"
-    COMMENT "Assembling codegen/halide_f16c.ll for ${GEN}"
-    VERBATIM)
-  ek_embed_files(${GEN} ${GEN}_f16c FILES "halide/f16c.bc=${bc}")
+  # Data layout and triple as Halide 14 sets them for each architecture's
+  # modules (a mismatch makes LLVM's linker warn).
+  set(layout_x86_64 "e-m:e-p270:32:32-p271:32:32-p272:64:64-i64:64-f80:128-n8:16:32:64-S128")
+  set(triple_x86_64 "x86_64-unknown-linux-gnu")
+  set(layout_aarch64 "e-m:e-i8:8:32-i16:16:32-i64:64-i128:128-n32:64-S128")
+  set(triple_aarch64 "aarch64--linux-gnueabihf")
+  set(files "")
+  foreach(arch IN ITEMS x86_64 aarch64)
+    set(EK_LLVM_DATALAYOUT "${layout_${arch}}")
+    set(EK_LLVM_TRIPLE "${triple_${arch}}")
+    set(ll "${CMAKE_CURRENT_BINARY_DIR}/${GEN}_f16_${arch}.ll")
+    set(bc "${CMAKE_CURRENT_BINARY_DIR}/${GEN}_f16_${arch}.bc")
+    configure_file("${PROJECT_SOURCE_DIR}/codegen/halide_f16.ll.in" "${ll}" @ONLY)
+    add_custom_command(OUTPUT "${bc}"
+      COMMAND "${EK_LLVM_AS}" "${ll}" -o "${bc}"
+      DEPENDS "${ll}"
+      COMMENT "Assembling codegen/halide_f16.ll.in (${arch}) for ${GEN}"
+      VERBATIM)
+    list(APPEND files "halide/f16_${arch}.bc=${bc}")
+  endforeach()
+  ek_embed_files(${GEN} ${GEN}_f16 FILES ${files})
   target_sources(${GEN} PRIVATE "${PROJECT_SOURCE_DIR}/codegen/embedded.cpp")
-  target_compile_definitions(${GEN} PRIVATE EK_HALIDE_F16C=1)
-  target_compile_definitions(edgekernels PRIVATE EK_HALIDE_F16C=1)
+  target_compile_definitions(${GEN} PRIVATE EK_HALIDE_F16=1)
 endfunction()

@@ -7,7 +7,7 @@
 
 #include <Halide.h>
 
-#include "codegen/halide_f16c.h"
+#include "codegen/halide_f16.h"
 
 namespace ek::halide_scan {
 
@@ -90,9 +90,10 @@ inline Halide::Expr f16_bits_to_f32(Halide::Expr h) {
 }
 
 // Activation inputs of the scan generators (param act_f16): f32, or f16 bits
-// as uint16, read through `widen`: converted by vcvtph2ps where the target
-// has F16C (codegen/halide_f16c.h; `activation_read` links it into the
-// generator's module), else by f16_bits_to_f32 above.
+// as uint16, read through `widen`: converted in one instruction per vector
+// (vcvtph2ps, fcvtl) where the target has one (codegen/halide_f16.h;
+// `activation_read` links it into the generator's module), else by
+// f16_bits_to_f32 above.
 enum class ActivationRead { f32, f16_native, f16_exact_ops };
 inline Halide::Type activation_type(bool f16) { return f16 ? Halide::UInt(16) : Halide::Float(32); }
 inline ActivationRead activation_read(bool f16, Halide::GeneratorContext::ExternsMap& externs,

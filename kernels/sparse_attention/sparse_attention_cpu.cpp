@@ -13,8 +13,8 @@
 //     head) are widened to an f32 copy once, with F16C, before that head's
 //     tiles run: Halide 14 emulates f16 conversion in software.
 //   - Decode (Tq <= 8): the decode kernel reads K/V in place (f16 converted
-//     by vcvtph2ps on F16C targets, else read raw as f16 * 2^-112 with Q
-//     scaled by the driver: choose_q_scale) for every KV head of the call at once, so each key row is read from memory
+//     in one instruction per vector where the ISA has it, else read raw as
+//     f16 * 2^-112; Q comes scaled by 2^q_exp: choose_q_exp) for every KV head of the call at once, so each key row is read from memory
 //     once and in address order; head dims are padded to whole 64-byte lines
 //     (decode_line), else the chunk's rows are staged. When there are too few
 //     tiles to keep every thread busy, a tile's chunk list is split across
@@ -77,9 +77,9 @@ constexpr int kPad = 16;           // head dims are padded to this for the kerne
 using TileFn = int (*)(const void*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, int32_t, int32_t,
                        int32_t, int32_t, int32_t, int32_t, float, float, int32_t, halide_buffer_t*, halide_buffer_t*,
                        halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*);
-// Decode tiles take one more scalar than TileFn: q_unscale (after capped).
+// Decode tiles take one more scalar than TileFn: q_exp (after capped).
 using DecodeFn = int (*)(const void*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, int32_t,
-                         int32_t, int32_t, int32_t, int32_t, int32_t, float, float, int32_t, float, halide_buffer_t*,
+                         int32_t, int32_t, int32_t, int32_t, int32_t, float, float, int32_t, int32_t, halide_buffer_t*,
                          halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*);
 using MergeFn = int (*)(const void*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*);
 using WidenFn = void (*)(const uint16_t*, float*, int64_t);
@@ -158,18 +158,7 @@ struct Isa {
   DecodeFn decode4_f32, decode8_f32, decode4_f16, decode8_f16;
   MergeFn merge;
   WidenFn widen;
-  // The f16 decode kernels read K/V bits raw (value * 2^-112, Q pre-scaled:
-  // choose_q_scale) rather than converting them with vcvtph2ps.
-  bool decode_f16_raw;
 };
-
-// Built with codegen/halide_f16c.ll linked in, the generators convert f16
-// with vcvtph2ps for targets with F16C (AVX2, AVX-512 here).
-#ifdef EK_HALIDE_F16C
-constexpr bool kF16cKernelsRaw = false;
-#else
-constexpr bool kF16cKernelsRaw = true;
-#endif
 
 // Query heads [h0, h0 + nh) of KV head kvh: one block of kernel rows
 // (row = head hi * nq + query qi).
@@ -211,7 +200,7 @@ class Plan {
     const int64_t pad = a_.tq <= 8 ? std::max<int64_t>(kPad, decode_line()) : kPad;
     dk_pad_ = round_up(a_.dk, pad);
     dv_pad_ = round_up(a_.dv, pad);
-    if (kv_f16_ && a_.tq <= 8 && isa_.decode_f16_raw) choose_q_scale();
+    if (kv_f16_ && a_.tq <= 8) choose_q_exp();
     build_items(threads);
   }
 
@@ -292,15 +281,17 @@ class Plan {
     if (d_pad > d) std::memset(out + d, 0, static_cast<size_t>(d_pad - d) * sizeof(float));
   }
 
-  // The raw f16 decode kernels (Isa::decode_f16_raw) read K as f16 * 2^-112
-  // (f16_bits_to_f32_raw in the generators) and take Q * 2^c, so that q.k needs no rebias multiply. c =
-  // 112 (exactly the plain product) unless |Q| >= 2^13 would then overflow;
-  // the kernel multiplies the dot product by q_unscale = 2^(112 - c).
   // K/V elements per 64-byte line: the decode kernels take K and V as
   // (line element, line, head, key), see the generator.
   int64_t decode_line() const { return static_cast<int64_t>(64 / dtype_size(a_.kv_dtype)); }
 
-  void choose_q_scale() {
+  // The f16 decode kernels take Q * 2^q_exp and undo the scale on q.k
+  // themselves. Kernels that read f16 bits raw (f16_bits_to_f32_raw: the
+  // value * 2^-112) need it so that q.k stays clear of the f32 subnormals;
+  // kernels that convert exactly need |Q| * 2^q_exp * 65504 summed over the
+  // head dim to stay finite. q_exp = 103 - e for max |Q| < 2^e, within
+  // 0..112, keeps |Q * 2^q_exp| < 2^103 and serves both.
+  void choose_q_exp() {
     float max_q = 0.0f;
     const int64_t n = a_.batch * a_.tq * a_.hq * a_.dk;
     for (int64_t i = 0; i < n; ++i) {
@@ -309,9 +300,8 @@ class Plan {
     }
     int e = 0;
     std::frexp(max_q, &e);  // max_q < 2^e
-    const int c = std::max(0, std::min(112, 125 - e));
-    q_scale_ = std::ldexp(1.0f, c);
-    q_unscale_ = std::ldexp(1.0f, 112 - c);
+    q_exp_ = std::max(0, std::min(112, 103 - e));
+    q_scale_ = std::ldexp(1.0f, q_exp_);
   }
 
   void build_items(int threads) {
@@ -645,7 +635,7 @@ class Plan {
             HBuf lo = f32buf(l_of(out, s0), {{R, 1}, {ns, R}});
             HBuf ao = f32buf(acc_of(out, s0), {{dv, 1}, {R, dv}, {ns, R * dv}});
             const int rc = fn(&hctx, &qb, &kb, &vb, &pb, static_cast<int32_t>(n), static_cast<int32_t>(k0), masked,
-                              causal, window, sinks, scale, softcap, capped, q_unscale_, &mi, &li, &ai, &mo, &lo,
+                              causal, window, sinks, scale, softcap, capped, q_exp_, &mi, &li, &ai, &mo, &lo,
                               &ao);
             if (rc != 0) throw DeviceError(cat("decode tile failed (code ", rc, "): ", hctx.error));
           }
@@ -697,7 +687,8 @@ class Plan {
   float* lse_ = nullptr;
   int64_t dk_pad_ = 0, dv_pad_ = 0;
   bool kv_f16_ = false;
-  float q_scale_ = 1.0f, q_unscale_ = 1.0f;  // decode with f16 K/V: see choose_q_scale
+  float q_scale_ = 1.0f;  // decode with f16 K/V: 2^q_exp_, see choose_q_exp
+  int32_t q_exp_ = 0;
   std::vector<Item> items_;
   std::vector<Unit> units_;
   std::vector<float> split_states_;
@@ -744,21 +735,21 @@ KernelImpl make_impl(const std::string& variant, int priority, const Isa& isa, s
   return k;
 }
 
-#define EK_SA_ISA(isa, widen_fn, f16_raw)                                                             \
+#define EK_SA_ISA(isa, widen_fn)                                                                      \
   Isa {                                                                                                \
     ek_sa_prefill_##isa, ek_sa_decode4_f32_##isa, ek_sa_decode8_f32_##isa, ek_sa_decode4_f16_##isa,    \
-        ek_sa_decode8_f16_##isa, ek_sa_merge_##isa, widen_fn, f16_raw                                  \
+        ek_sa_decode8_f16_##isa, ek_sa_merge_##isa, widen_fn                                           \
   }
 #if defined(__x86_64__)
-const RegisterKernel reg_sse41(make_impl("halide_sse41", 10, EK_SA_ISA(sse41, widen_scalar, true), {"sse41"},
+const RegisterKernel reg_sse41(make_impl("halide_sse41", 10, EK_SA_ISA(sse41, widen_scalar), {"sse41"},
                                          "Halide flash-attention tiles, SSE4.1 baseline"));
-const RegisterKernel reg_avx2(make_impl("halide_avx2", 20, EK_SA_ISA(avx2, widen_f16c, kF16cKernelsRaw), {"avx2", "fma", "f16c"},
+const RegisterKernel reg_avx2(make_impl("halide_avx2", 20, EK_SA_ISA(avx2, widen_f16c), {"avx2", "fma", "f16c"},
                                         "Halide flash-attention tiles, AVX2 + FMA, F16C widening of f16 K/V"));
-const RegisterKernel reg_avx512(make_impl("halide_avx512", 30, EK_SA_ISA(avx512, widen_avx512, kF16cKernelsRaw),
+const RegisterKernel reg_avx512(make_impl("halide_avx512", 30, EK_SA_ISA(avx512, widen_avx512),
                                           {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx2", "fma", "f16c"},
                                           "Halide flash-attention tiles, AVX-512 (Skylake-SP subset), F16C widening"));
 #elif defined(__aarch64__)
-const RegisterKernel reg_neon(make_impl("halide_neon", 10, EK_SA_ISA(neon, widen_scalar, true), {"neon"},
+const RegisterKernel reg_neon(make_impl("halide_neon", 10, EK_SA_ISA(neon, widen_scalar), {"neon"},
                                         "Halide flash-attention tiles, NEON"));
 #endif
 

@@ -17,9 +17,9 @@
 //   Tq <= 8), for several KV heads at once, reading f32 or f16 K/V in place.
 //   With so few rows Q K^T is vectorised along the head dimension and the
 //   partial sums of a tile of keys x rows are reduced by one tree; P V runs
-//   in key tiles, vectorised along Dv. f16 is converted by vcvtph2ps on
-//   targets with F16C (codegen/halide_f16c.h), else read raw
-//   (f16_bits_to_f32_raw).
+//   in key tiles, vectorised along Dv. f16 is converted in one instruction
+//   per vector (vcvtph2ps, fcvtl: codegen/halide_f16.h) where the target
+//   has one, else read raw (f16_bits_to_f32_raw).
 // - ek_sa_merge: combines partial (m, l, acc) states of key splits by
 //   log-sum-exp and writes normalised O rows and L = m + log(l) directly into
 //   the caller's [B, Tq, Hq, Dv] and [B, Hq, Tq] tensors (strided outputs).
@@ -32,7 +32,7 @@
 
 #include <cmath>
 
-#include "codegen/halide_f16c.h"
+#include "codegen/halide_f16.h"
 
 using namespace Halide;
 
@@ -202,12 +202,12 @@ class PrefillTile : public Generator<PrefillTile> {
 // place with the f16 exponent bias (15) left unchanged, i.e. the f32 value
 // f16 * 2^(15 - 127); subnormal f16 land on subnormal f32, so this is exact
 // for every finite f16 (FPUs that do not flush subnormal inputs, the IEEE
-// default). Exponent 31 (Inf/NaN) gets an all-ones f32 exponent. The caller
-// folds the 2^112 into the other operand (Q for the scores, P for P V), which
-// saves the multiply and the sign handling of a full conversion. Halide 14's
+// default). Exponent 31 (Inf/NaN) gets an all-ones f32 exponent. The 2^112
+// is folded into the unscale of q.k (scores) and into P (P V), which saves
+// the multiply and the sign handling of a full conversion. Halide 14's
 // own Float(16) cast takes ~17 ops and never uses F16C (checked: no
-// vcvtph2ps even with the f16c target feature). Used for targets without
-// F16C (SSE4.1, NEON); the others call ek::halide::f16_bits_to_f32.
+// vcvtph2ps even with the f16c target feature). Used where
+// ek::halide::has_native_f16_to_f32 is false (SSE4.1: no F16C).
 const float kF16RawScale = 5.192296858534828e33f;  // 2^112
 Expr f16_bits_to_f32_raw(Expr h) {
   Expr t = reinterpret<uint32_t>(cast<int32_t>(reinterpret<int16_t>(h))) << Internal::make_const(UInt(32), 13);
@@ -248,9 +248,11 @@ class DecodeTile : public Generator<DecodeTile> {
   Input<float> scale{"scale"};
   Input<float> softcap{"softcap"};
   Input<int32_t> capped{"capped"};
-  // Scores are (q.k) * q_unscale * scale: the driver may scale Q by a power
-  // of two (f16 K/V: by 2^112, see f16_bits_to_f32_raw) and undoes it here.
-  Input<float> q_unscale{"q_unscale"};
+  // Q comes scaled by 2^q_exp (0..112; the driver's choice, see
+  // choose_q_exp in sparse_attention_cpu.cpp), undone here on the dot
+  // product: by 2^-q_exp, or by 2^(112 - q_exp) when f16 is read raw
+  // (f16_bits_to_f32_raw). How K/V are converted stays inside the kernel.
+  Input<int32_t> q_exp{"q_exp"};
   Input<Buffer<float>> m_in{"m_in", 2};     // (r, h)
   Input<Buffer<float>> l_in{"l_in", 2};
   Input<Buffer<float>> acc_in{"acc_in", 3}; // (d, r, h)
@@ -269,16 +271,20 @@ class DecodeTile : public Generator<DecodeTile> {
     const int vec = natural_vector_size<float>();
     Var r("r"), d("d"), j("j"), h("h"), lane("lane");
     Expr dk = q.dim(0).extent();
-    // f16 K/V: converted by vcvtph2ps where the target has F16C (one op per
-    // vector), else read as raw f32 (value * 2^-112): Q comes pre-scaled by
-    // the driver, P is scaled by 2^112 below.
+    // f16 K/V: converted in one instruction per vector where the target
+    // has it (vcvtph2ps, fcvtl), else read as raw f32 (value * 2^-112): the
+    // raw product is rebiased with the unscale of Q, P is scaled by 2^112.
     const bool native_f16 = kv_f16 && ek::halide::has_native_f16_to_f32(get_target());
     if (native_f16) ek::halide::link_f16_to_f32(*get_externs_map(), get_target());
     auto load = [&](const Expr& e) {
       if (!kv_f16) return e;
       return native_f16 ? ek::halide::f16_bits_to_f32(e) : f16_bits_to_f32_raw(e);
     };
-    const float p_scale = kv_f16 && !native_f16 ? kF16RawScale : 1.f;
+    const bool raw_f16 = kv_f16 && !native_f16;
+    const float p_scale = raw_f16 ? kF16RawScale : 1.f;
+    // 2^e for e in -127..127 (a normal float for e > -127), built in the bits.
+    auto pow2 = [](const Expr& e) { return reinterpret<float>(cast<uint32_t>(e + 127) << Internal::make_const(UInt(32), 23)); };
+    const Expr q_unscale = pow2((raw_f16 ? 112 : 0) - clamp(q_exp, 0, 112));
 
     // All KV heads of a key tile are processed together, so K and V stream
     // through memory in address order (a key row holds every head).

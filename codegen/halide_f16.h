@@ -1,0 +1,58 @@
+// f16 -> f32 conversion inside Halide pipelines in one instruction per
+// vector: vcvtph2ps (x86-64 with F16C) or fcvtl/fcvtl2 (AArch64).
+//
+// Halide 14 emulates Float(16) casts with integer ops on every target.
+// Generators that read f16 data call f16_bits_to_f32 instead: with the
+// bitcode of codegen/halide_f16.ll.in linked into the module (EK_HALIDE_F16,
+// set by ek_halide_generator_f16 in codegen/halide.cmake), Halide uses its
+// vector versions and LLVM emits the conversion instruction, exact for every
+// f16 (subnormals, Inf, NaN). Without it (no llvm-as at build time, or an
+// x86 target without F16C) has_native_f16_to_f32 is false and the generator
+// keeps its own conversion.
+#pragma once
+
+#include <Halide.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#ifdef EK_HALIDE_F16
+#include "codegen/embedded.h"
+#endif
+
+namespace ek::halide {
+
+inline bool has_native_f16_to_f32(const Halide::Target& t) {
+#ifdef EK_HALIDE_F16
+  if (t.bits != 64 || t.os != Halide::Target::Linux) return false;
+  return (t.arch == Halide::Target::X86 && t.has_feature(Halide::Target::F16C)) || t.arch == Halide::Target::ARM;
+#else
+  (void)t;
+  return false;
+#endif
+}
+
+// Adds the conversion's bitcode for the target's architecture to the
+// generator's module. Call from generate() when has_native_f16_to_f32.
+inline void link_f16_to_f32(Halide::GeneratorContext::ExternsMap& externs, const Halide::Target& t) {
+#ifdef EK_HALIDE_F16
+  const std::string name = t.arch == Halide::Target::ARM ? "halide/f16_aarch64.bc" : "halide/f16_x86_64.bc";
+  const ek::EmbeddedFile* bc = ek::find_embedded(name);
+  if (!bc) throw std::runtime_error(name + " (codegen/halide_f16.ll.in) is not embedded in this generator");
+  std::vector<uint8_t> bytes(bc->data, bc->data + bc->size);
+  externs.insert({"edgekernels." + name, Halide::ExternalCode::bitcode_wrapper(t, bytes, "edgekernels." + name)});
+#else
+  (void)externs;
+  (void)t;
+#endif
+}
+
+// f32 value of f16 bits (a UInt(16) or Int(16) Expr of any lanes).
+inline Halide::Expr f16_bits_to_f32(Halide::Expr bits) {
+  if (bits.type().is_int()) bits = Halide::reinterpret(Halide::UInt(16, bits.type().lanes()), bits);
+  return Halide::Internal::Call::make(Halide::Float(32, bits.type().lanes()), "ek_f16_bits_to_f32", {bits},
+                                      Halide::Internal::Call::PureExtern);
+}
+
+}  // namespace ek::halide
