@@ -14,8 +14,9 @@
 //     tiles run: Halide 14 emulates f16 conversion in software.
 //   - Decode (Tq <= 8): the decode kernel reads K/V in place (f16 converted
 //     in one instruction per vector where the ISA has it, else read raw as
-//     f16 * 2^-112; Q comes scaled by 2^q_exp: choose_q_exp) for every KV head of the call at once, so each key row is read from memory
-//     once and in address order; head dims are padded to whole 64-byte lines
+//     f16 * 2^-112; Q comes scaled by 2^q_exp: choose_q_exp) for every KV
+//     head of the call at once, so each key row is read from memory once
+//     and in address order; head dims are padded to whole 64-byte lines
 //     (decode_line), else the chunk's rows are staged. When there are too few
 //     tiles to keep every thread busy, a tile's chunk list is split across
 //     workers and the partial (m, l, acc) states are merged by log-sum-exp

@@ -69,13 +69,13 @@ using ek::halide_scan::widen;
 struct Widened {
   Func x{"xf"}, dt{"dtf"}, Bm{"Bf"}, Cm{"Cf"};
 };
-inline Widened widened(const Func& x, const Func& dt, const Func& Bm, const Func& Cm, ActivationRead f16) {
+inline Widened widened(const Func& x, const Func& dt, const Func& Bm, const Func& Cm, ActivationRead how) {
   Var p("p"), h("h"), t("t"), b("b"), n("n"), g("g");
   Widened w;
-  w.x(p, h, t, b) = widen(x(p, h, t, b), f16);
-  w.dt(h, t, b) = widen(dt(h, t, b), f16);
-  w.Bm(n, g, t, b) = widen(Bm(n, g, t, b), f16);
-  w.Cm(n, g, t, b) = widen(Cm(n, g, t, b), f16);
+  w.x(p, h, t, b) = widen(x(p, h, t, b), how);
+  w.dt(h, t, b) = widen(dt(h, t, b), how);
+  w.Bm(n, g, t, b) = widen(Bm(n, g, t, b), how);
+  w.Cm(n, g, t, b) = widen(Cm(n, g, t, b), how);
   return w;
 }
 
