@@ -31,7 +31,7 @@ sysroot=/usr/aarch64-linux-gnu
 
 packages=(
   build-essential cmake ninja-build
-  libhalide14-0-dev nlohmann-json3-dev libcli11-dev libdlpack-dev
+  libhalide14-0-dev llvm-14 nlohmann-json3-dev libcli11-dev libdlpack-dev
   libgtest-dev              # its sources (/usr/src/googletest) are built for aarch64
   g++-aarch64-linux-gnu qemu-user
 )

@@ -7,7 +7,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config
-  libhalide14-0-dev
+  libhalide14-0-dev llvm-14   # llvm-14: llvm-as for codegen/halide_f16.ll.in
   libvulkan-dev glslc glslang-tools spirv-tools vulkan-tools mesa-vulkan-drivers
   ocl-icd-opencl-dev opencl-headers opencl-clhpp-headers pocl-opencl-icd clinfo
   libgtest-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev libdlpack-dev
