@@ -7,8 +7,8 @@
 // set by ek_halide_generator_f16 in codegen/halide.cmake), Halide uses its
 // vector versions and LLVM emits the conversion instruction, exact for every
 // f16 (subnormals, Inf, NaN). Without it (no llvm-as at build time, or an
-// x86 target without F16C) has_native_f16_to_f32 is false and the generator
-// keeps its own conversion.
+// x86 target without F16C) link_native_f16_to_f32 returns false and the
+// generator keeps its own conversion.
 #pragma once
 
 #include <Halide.h>
@@ -23,28 +23,25 @@
 
 namespace ek::halide {
 
-inline bool has_native_f16_to_f32(const Halide::Target& t) {
+// True when the target converts f16 in one instruction and this build
+// embeds the conversion's bitcode; then also adds that bitcode (for the
+// target's architecture) to the generator's module, so f16_bits_to_f32 below
+// may be used. Call from generate(); false means: keep your own conversion.
+inline bool link_native_f16_to_f32(Halide::GeneratorContext::ExternsMap& externs, const Halide::Target& t) {
 #ifdef EK_HALIDE_F16
   if (t.bits != 64 || t.os != Halide::Target::Linux) return false;
-  return (t.arch == Halide::Target::X86 && t.has_feature(Halide::Target::F16C)) || t.arch == Halide::Target::ARM;
-#else
-  (void)t;
-  return false;
-#endif
-}
-
-// Adds the conversion's bitcode for the target's architecture to the
-// generator's module. Call from generate() when has_native_f16_to_f32.
-inline void link_f16_to_f32(Halide::GeneratorContext::ExternsMap& externs, const Halide::Target& t) {
-#ifdef EK_HALIDE_F16
-  const std::string name = t.arch == Halide::Target::ARM ? "halide/f16_aarch64.bc" : "halide/f16_x86_64.bc";
+  const bool x86 = t.arch == Halide::Target::X86 && t.has_feature(Halide::Target::F16C);
+  if (!x86 && t.arch != Halide::Target::ARM) return false;
+  const std::string name = x86 ? "halide/f16_x86_64.bc" : "halide/f16_aarch64.bc";
   const ek::EmbeddedFile* bc = ek::find_embedded(name);
   if (!bc) throw std::runtime_error(name + " (codegen/halide_f16.ll.in) is not embedded in this generator");
   std::vector<uint8_t> bytes(bc->data, bc->data + bc->size);
   externs.insert({"edgekernels." + name, Halide::ExternalCode::bitcode_wrapper(t, bytes, "edgekernels." + name)});
+  return true;
 #else
   (void)externs;
   (void)t;
+  return false;
 #endif
 }
 

@@ -99,9 +99,8 @@ inline Halide::Type activation_type(bool f16) { return f16 ? Halide::UInt(16) : 
 inline ActivationRead activation_read(bool f16, Halide::GeneratorContext::ExternsMap& externs,
                                       const Halide::Target& target) {
   if (!f16) return ActivationRead::f32;
-  if (!ek::halide::has_native_f16_to_f32(target)) return ActivationRead::f16_exact_ops;
-  ek::halide::link_f16_to_f32(externs, target);
-  return ActivationRead::f16_native;
+  return ek::halide::link_native_f16_to_f32(externs, target) ? ActivationRead::f16_native
+                                                              : ActivationRead::f16_exact_ops;
 }
 inline Halide::Expr widen(const Halide::Expr& e, ActivationRead how) {
   switch (how) {

@@ -207,7 +207,7 @@ class PrefillTile : public Generator<PrefillTile> {
 // the multiply and the sign handling of a full conversion. Halide 14's
 // own Float(16) cast takes ~17 ops and never uses F16C (checked: no
 // vcvtph2ps even with the f16c target feature). Used where
-// ek::halide::has_native_f16_to_f32 is false (SSE4.1: no F16C).
+// ek::halide::link_native_f16_to_f32 says no (SSE4.1: no F16C).
 const float kF16RawScale = 5.192296858534828e33f;  // 2^112
 Expr f16_bits_to_f32_raw(Expr h) {
   Expr t = reinterpret<uint32_t>(cast<int32_t>(reinterpret<int16_t>(h))) << Internal::make_const(UInt(32), 13);
@@ -274,8 +274,7 @@ class DecodeTile : public Generator<DecodeTile> {
     // f16 K/V: converted in one instruction per vector where the target
     // has it (vcvtph2ps, fcvtl), else read as raw f32 (value * 2^-112): the
     // raw product is rebiased with the unscale of Q, P is scaled by 2^112.
-    const bool native_f16 = kv_f16 && ek::halide::has_native_f16_to_f32(get_target());
-    if (native_f16) ek::halide::link_f16_to_f32(*get_externs_map(), get_target());
+    const bool native_f16 = kv_f16 && ek::halide::link_native_f16_to_f32(*get_externs_map(), get_target());
     auto load = [&](const Expr& e) {
       if (!kv_f16) return e;
       return native_f16 ? ek::halide::f16_bits_to_f32(e) : f16_bits_to_f32_raw(e);
