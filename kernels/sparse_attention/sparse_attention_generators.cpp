@@ -379,8 +379,8 @@ class DecodeTile : public Generator<DecodeTile> {
     dot.update().atomic().vectorize(rl).vectorize(j).vectorize(r);
     // K tiles prefetch_tiles ahead (decode is memory-bound: measured ~20%
     // less time per key from DRAM with 2), one head's lines per head step:
-    // a whole tile's lines at once (64 back to back) filled the miss
-    // buffers and cost ~15% from DRAM and ~10% in L3 (session 6).
+    // a whole tile's lines at once (64 back to back) cost ~13% from DRAM
+    // and ~12% in L3 (docs/attention.md, session 6).
     if (prefetch_tiles > 0) s.prefetch(k, h, jo, (int)prefetch_tiles, PrefetchBoundStrategy::NonFaulting);
     part.compute_at(s, h).vectorize(lane).unroll(j).unroll(r);
     part.update().reorder(lane, j, r, rc.x, rc.y).vectorize(lane).unroll(j).unroll(r).unroll(rc.x);
