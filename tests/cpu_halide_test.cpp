@@ -272,6 +272,26 @@ TEST(CpuThreadPool, TaskErrorIsReturnedAndOtherIterationsStillRun) {
   cpu::set_pool_threads(device().threads());
 }
 
+TEST(CpuThreadPool, ParallelForRunsEveryIndexAndRethrowsTheFirstError) {
+  device();
+  cpu::set_pool_threads(2);
+  for (int count : {0, 1, 2, 9}) {
+    std::vector<std::atomic<int>> hits(static_cast<size_t>(count));
+    cpu::parallel_for(count, [&](int i) { hits[static_cast<size_t>(i)].fetch_add(1); });
+    for (int i = 0; i < count; ++i) EXPECT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "index " << i;
+  }
+  // A throwing task does not stop the others, and the caller sees the error.
+  std::vector<std::atomic<int>> hits(8);
+  EXPECT_THROW(cpu::parallel_for(8,
+                                 [&](int i) {
+                                   hits[static_cast<size_t>(i)].fetch_add(1);
+                                   if (i == 5) throw InvalidArgument("task 5 failed");
+                                 }),
+               InvalidArgument);
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "index " << i;
+  cpu::set_pool_threads(device().threads());
+}
+
 int nested_task(void* uc, int i, uint8_t* closure) {
   auto* recs = reinterpret_cast<std::vector<std::unique_ptr<ParForRecord>>*>(closure);
   return halide_do_par_for(uc, &record_task, 0, 50, reinterpret_cast<uint8_t*>((*recs)[i].get()));

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -216,5 +217,27 @@ void set_pool_threads(int threads) {
 }
 
 int pool_threads() { return Pool::instance().threads(); }
+
+void parallel_for(int count, const std::function<void(int)>& task) {
+  if (count <= 0) return;
+  struct Context {
+    const std::function<void(int)>* task;
+    std::mutex mutex;
+    std::exception_ptr error;
+  } context{&task, {}, nullptr};
+  const halide_task_t run = [](void*, int index, uint8_t* closure) -> int {
+    auto* ctx = reinterpret_cast<Context*>(closure);
+    try {
+      (*ctx->task)(index);
+    } catch (...) {
+      std::lock_guard<std::mutex> lk(ctx->mutex);
+      if (!ctx->error) ctx->error = std::current_exception();
+    }
+    return 0;
+  };
+  install_thread_pool();
+  halide_do_par_for(nullptr, run, 0, count, reinterpret_cast<uint8_t*>(&context));
+  if (context.error) std::rethrow_exception(context.error);
+}
 
 }  // namespace ek::cpu

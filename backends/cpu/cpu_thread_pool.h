@@ -18,6 +18,8 @@
 // pool, so concurrent calls from several user threads stay correct.
 #pragma once
 
+#include <functional>
+
 namespace ek::cpu {
 
 // Installs the pool as Halide's do_par_for (idempotent, thread-safe).
@@ -26,5 +28,11 @@ void install_thread_pool();
 // Threads a parallel loop uses, the calling thread included (>= 1).
 void set_pool_threads(int threads);
 int pool_threads();
+
+// Runs task(i) for i in [0, count) as one parallel loop of the pool, for
+// drivers that split work above a pipeline call (Halide loops inside a task
+// run inline). The first exception a task throws is rethrown here once every
+// task has finished: none unwinds through the Halide runtime.
+void parallel_for(int count, const std::function<void(int)>& task);
 
 }  // namespace ek::cpu

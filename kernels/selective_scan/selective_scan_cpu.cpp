@@ -118,11 +118,14 @@ class SelectiveScanCpu final : public Invocation {
         // offsets throughout); the rest of a group, if any, takes the
         // general step.
         const int64_t whole = N == 16 ? cpg / selective_scan_step::kTileChannels * selective_scan_step::kTileChannels : 0;
-        auto run_step = [&](PipelineFn fn, int64_t c0, int64_t count) {
+        // Sequences [b0, b0 + nb) of channels [c0, c0 + count) of the group.
+        auto run_step = [&](PipelineFn fn, int64_t c0, int64_t count, int64_t b0, int64_t nb) {
           const int64_t dc = d0 + c0;
-          auto tok = [&](const TensorRef& t) { return tensor_view(t, dc, {{count, 1}, {B, D}}); };
-          auto bc = [&](const TensorRef& t) { return tensor_view(t, g * N, {{N, 1}, {B, G * N}}); };
-          auto rows = [&](const float* base) { return view(base + dc * N, {{N, 1}, {count, N}, {B, D * N}}); };
+          auto tok = [&](const TensorRef& t) { return tensor_view(t, b0 * D + dc, {{count, 1}, {nb, D}}); };
+          auto bc = [&](const TensorRef& t) { return tensor_view(t, b0 * G * N + g * N, {{N, 1}, {nb, G * N}}); };
+          auto rows = [&](const float* base) {
+            return view(base + b0 * D * N + dc * N, {{N, 1}, {count, N}, {nb, D * N}});
+          };
           auto u_v = tok(u), delta_v = tok(delta), z_v = tok(z), y_v = tok(y);
           auto B_v = bc(Bm), C_v = bc(Cm);
           auto A_rows = view(A + dc * N, {{N, 1}, {count, N}});
@@ -133,8 +136,20 @@ class SelectiveScanCpu final : public Invocation {
                           B_v.raw_buffer(), C_v.raw_buffer(), dskip_c.raw_buffer(), bias_c.raw_buffer(),
                           hin_v.raw_buffer(), a_.has_z, a_.delta_softplus, y_v.raw_buffer(), hT_v.raw_buffer());
         };
-        if (whole > 0) run_step(f16 ? fns_.step_f16_n16 : fns_.step_n16, 0, whole);
-        if (whole < cpg) run_step(f16 ? fns_.step_f16 : fns_.step, whole, cpg - whole);
+        auto run_sequences = [&](int64_t b0, int64_t nb) {
+          if (whole > 0) run_step(f16 ? fns_.step_f16_n16 : fns_.step_n16, 0, whole, b0, nb);
+          if (whole < cpg) run_step(f16 ? fns_.step_f16 : fns_.step, whole, cpg - whole, b0, nb);
+        };
+        // A batch that divides evenly over the pool's threads runs whole
+        // sequences per thread (the pipeline's own channel loop then runs
+        // inline): each thread streams its own states, and the batch pays
+        // one barrier instead of one per sequence.
+        const int threads = cpu::pool_threads();
+        if (threads > 1 && B >= threads && B % threads == 0) {
+          cpu::parallel_for(static_cast<int>(B), [&](int b) { run_sequences(b, 1); });
+        } else {
+          run_sequences(0, B);
+        }
         continue;
       }
       const int64_t segments = (T + chunk_ - 1) / chunk_;
