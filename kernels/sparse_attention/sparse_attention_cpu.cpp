@@ -28,7 +28,6 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
-#include <mutex>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -206,24 +205,24 @@ class Plan {
   }
 
   void execute() {
-    error_.store(0);
     for (Item& it : items_)
       if (it.pending) it.pending->store(it.nsplit);
-    if (groups_.empty()) {
-      par_for(0, static_cast<int>(units_.size()), &Plan::unit_task);
-    } else {
-      // Prefill head staging: widen one (b, KV head)'s keys to f32 once, then
-      // run that head's tiles on it.
-      for (size_t g = 0; g < groups_.size(); ++g) {
-        stage_group_ = static_cast<int64_t>(g);
-        const int blocks = static_cast<int>((groups_[g].rows.size() + kStageBlock - 1) / kStageBlock);
-        par_for(0, blocks, &Plan::stage_task);
-        if (error_.load()) break;
-        par_for(groups_[g].unit_begin, groups_[g].unit_end - groups_[g].unit_begin, &Plan::unit_task);
-        if (error_.load()) break;
+    try {
+      if (groups_.empty()) {
+        par_for(0, static_cast<int>(units_.size()), &Plan::unit_task);
+      } else {
+        // Prefill head staging: widen one (b, KV head)'s keys to f32 once, then
+        // run that head's tiles on it.
+        for (size_t g = 0; g < groups_.size(); ++g) {
+          stage_group_ = static_cast<int64_t>(g);
+          const int blocks = static_cast<int>((groups_[g].rows.size() + kStageBlock - 1) / kStageBlock);
+          par_for(0, blocks, &Plan::stage_task);
+          par_for(groups_[g].unit_begin, groups_[g].unit_end - groups_[g].unit_begin, &Plan::unit_task);
+        }
       }
+    } catch (const std::exception& e) {
+      throw DeviceError(cat(kOp, ": CPU kernel failed: ", e.what()));
     }
-    if (error_.load()) throw DeviceError(cat(kOp, ": CPU kernel failed: ", error_message_));
   }
 
  private:
@@ -238,23 +237,8 @@ class Plan {
   };
 
   using TaskFn = void (Plan::*)(int);
-  TaskFn pending_fn_ = nullptr;
-  int pending_base_ = 0;
-
   void par_for(int begin, int count, TaskFn fn) {
-    if (count <= 0) return;
-    pending_fn_ = fn;
-    pending_base_ = begin;
-    halide_do_par_for(nullptr, &Plan::trampoline, 0, count, reinterpret_cast<uint8_t*>(this));
-  }
-  static int trampoline(void*, int index, uint8_t* closure) {
-    Plan* self = reinterpret_cast<Plan*>(closure);
-    try {
-      (self->*(self->pending_fn_))(self->pending_base_ + index);
-    } catch (const std::exception& e) {
-      self->fail(e.what());
-    }
-    return 0;
+    cpu::parallel_for(count, [&](int i) { (this->*fn)(begin + i); });
   }
   void unit_task(int index) { run_unit(units_[static_cast<size_t>(index)]); }
   void stage_task(int block) {
@@ -265,11 +249,6 @@ class Plan {
       widen_row(k_, g.b, j, g.kvh, a_.dk, dk_pad_, head_k_.data() + j * dk_pad_);
       widen_row(v_, g.b, j, g.kvh, a_.dv, dv_pad_, head_v_.data() + j * dv_pad_);
     }
-  }
-
-  void fail(const std::string& msg) {
-    std::lock_guard<std::mutex> lock(error_mutex_);
-    if (error_.exchange(1) == 0) error_message_ = msg;
   }
 
   // f32 copy of row j of K or V (b, kvh) with zero-padded columns.
@@ -696,9 +675,6 @@ class Plan {
   std::vector<Group> groups_;
   int64_t stage_group_ = 0;
   std::vector<float> head_k_, head_v_;
-  std::atomic<int> error_{0};
-  std::mutex error_mutex_;
-  std::string error_message_;
 };
 
 class CpuInvocation : public Invocation {
