@@ -41,11 +41,14 @@ grep -q avx512f /proc/cpuinfo && variant=halide_avx512
 cases='mamba-2.8b D=5120 N=16 (T=512/|T=2048/|decode T=1 \(states rotated|decode T=1 in place \(states)'
 cases+='|mamba2-2.7b H=80 P=64 N=128 (T=512/|T=2048/|decode T=1 \(states rotated|decode T=1 in place \(states)'
 cases+='|hybrid-edge-1b heads (dense causal prefill T=4096|sliding window 1024|decode Tk=)'
+# matmul_q2: the f32 and the int8 kernels of that ISA (halide_avx512_f32,
+# halide_avx512vnni_int8, ...), in the formats ggml shares.
+matmul_cases="matmul_q2/cpu/$variant[^/]*/(q2_k|tq2_0)/(decode_cold/(mistral-7b ffn up|llama-3.2-1b ffn down|hybrid-edge-1b mamba2 in_proj)|decode_hot/mistral-7b ffn up|prefill/(mistral-7b ffn up|hybrid-edge-1b mamba2 in_proj))"
 for r in $(seq "$rounds"); do
   echo "== round $r, $(date -u +%H:%M:%S) UTC: ggml"
   "$work/build/ggml_peer_bench" --threads "$(nproc)" --tsv "$work/ggml_round$r.tsv"
   echo "== round $r, $(date -u +%H:%M:%S) UTC: edgekernels ($variant), medians of 5"
-  EK_BENCH_BACKENDS=cpu ./build/bench/ek_bench --benchmark_filter="cpu/$variant/($cases)" \
+  EK_BENCH_BACKENDS=cpu ./build/bench/ek_bench --benchmark_filter="cpu/$variant/($cases)|$matmul_cases" \
     --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
     --benchmark_out="$work/ek_round$r.json" --benchmark_out_format=json >/dev/null 2>&1
 done
@@ -63,16 +66,18 @@ for r in range(1, rounds + 1):
     for b in json.load(open(f"{work}/ek_round{r}.json"))["benchmarks"]:
         if b.get("aggregate_name") != "median":
             continue
-        op, _, _, label = b["run_name"].split("/", 3)
-        label = label.split("/")[0]
-        ek.setdefault(f"{op} {label}", {})[r] = b["seconds"]  # the median iteration
+        op, _, variant, rest = b["run_name"].split("/", 3)
+        label = "/".join(p for p in rest.split("/") if not p.startswith(("process_time", "min_time", "manual_time")))
+        # the median iteration
+        ek.setdefault(f"{op} {label}", {}).setdefault(variant, {})[r] = b["seconds"]
 print(f"\n{'case':<92} {'ggml':>11} {'edgekernels':>12} {'speed-up':>9}")
 for name, g in ggml.items():
-    e = ek.get(name, {})
-    common = sorted(set(g) & set(e))
-    if not common:
+    variants = ek.get(name, {})
+    if not variants:
         print(f"{name:<92} {statistics.median(g.values())*1e3:9.3f}ms {'(not run)':>12}")
-        continue
-    ratio = statistics.median(g[r] / e[r] for r in common)
-    print(f"{name:<92} {statistics.median(g.values())*1e3:9.3f}ms {statistics.median(e.values())*1e3:10.3f}ms {ratio:8.1f}x")
+    for variant, e in variants.items():
+        common = sorted(set(g) & set(e))
+        ratio = statistics.median(g[r] / e[r] for r in common)
+        row = name if len(variants) == 1 else f"{name} [{variant}]"
+        print(f"{row:<92} {statistics.median(g.values())*1e3:9.3f}ms {statistics.median(e.values())*1e3:10.3f}ms {ratio:8.1f}x")
 PY

@@ -15,6 +15,10 @@
 //     graph adds; against the step into a separate state, the scan alone.
 //   ssd_scan: ggml_ssm_scan with A [1, H] (sequential form at every T; ggml
 //     has no chunked form), no D skip or z gate; decode paired as above.
+//   matmul_q2: ggml_mul_mat of Q2_K or TQ2_0 weights (the same block formats
+//     as edgekernels' q2_k and tq2_0) by f32 activations, which ggml
+//     quantizes to Q8_K inside the op; decode_cold rotates copies of the
+//     weights through 4x a 32 MiB LLC, as ek_bench does.
 //   sparse_attention: ggml_flash_attn_ext, f32 Q, f16 K/V, scale 1/sqrt(Dk); the causal and window
 //     cases pass the [Tk, Tq] f16 mask llama.cpp builds (0 or -inf), decode
 //     passes none (every key allowed).
@@ -26,6 +30,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <string>
@@ -192,6 +197,32 @@ GraphSet make_attention(int64_t hq, int64_t hkv, int64_t d, int64_t tq, int64_t 
 // `name` is edgekernels' benchmark label of the same case (the comparison
 // in tools/peer_bench.sh joins on it); `tsv`, when open, gets "name\tseconds".
 FILE* tsv = nullptr;
+// y [N, T] = W [N, K] x [K, T]; W in `type`, quantized from random floats
+// once and copied into `copies` contexts (distinct addresses are what the
+// rotation needs).
+std::vector<GraphSet> make_matmul(ggml_type type, int64_t n, int64_t k, int64_t t, int copies) {
+  std::vector<float> w(static_cast<size_t>(n * k));
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> dist(-1, 1);
+  for (float& v : w) v = dist(rng);
+  const size_t w_bytes = ggml_row_size(type, k) * static_cast<size_t>(n);
+  std::vector<uint8_t> packed(w_bytes);
+  ggml_quantize_chunk(type, w.data(), packed.data(), 0, n, k, nullptr);
+  std::vector<GraphSet> sets;
+  for (int c = 0; c < copies; ++c) {
+    GraphSet g;
+    g.ctx = new_context(w_bytes + sizeof(float) * static_cast<size_t>(k * t + n * t));
+    ggml_tensor* W = ggml_new_tensor_2d(g.ctx, type, k, n);
+    std::memcpy(W->data, packed.data(), w_bytes);
+    ggml_tensor* x = ggml_new_tensor_2d(g.ctx, GGML_TYPE_F32, k, t);
+    fill(x, rng, -1, 1);
+    g.graph = ggml_new_graph(g.ctx);
+    ggml_build_forward_expand(g.graph, ggml_mul_mat(g.ctx, W, x));
+    sets.push_back(std::move(g));
+  }
+  return sets;
+}
+
 void report(const std::string& name, const Timing& t, const std::string& metric, double value) {
   std::printf("%-80s %12.1f us  %9.2f %s\n", name.c_str(), t.median_s * 1e6, value, metric.c_str());
   std::fflush(stdout);
@@ -255,6 +286,33 @@ int main(int argc, char** argv) {
       report(name, tm, "state GB/s (read + written)", 2 * state_bytes / tm.median_s / kGiga);
     else
       report(name, tm, "GFLOP/s (4 T H P N)", flops / tm.median_s / kGiga);
+  }
+  // 2-bit matmul, in both of ggml's 2-bit formats that edgekernels shares.
+  struct MatmulShape {
+    const char* name;
+    int64_t n, k;
+  };
+  const MatmulShape mistral_up{"mistral-7b ffn up", 14336, 4096}, llama_down{"llama-3.2-1b ffn down", 2048, 8192},
+      edge_in{"hybrid-edge-1b mamba2 in_proj", 10304, 2048};
+  const std::vector<std::pair<std::string, MatmulShape>> matmuls = {
+      {"decode_cold", mistral_up}, {"decode_cold", llama_down}, {"decode_cold", edge_in},
+      {"decode_hot", mistral_up},  {"prefill", mistral_up},     {"prefill", edge_in},
+  };
+  for (const auto& [fmt, type] : {std::pair<std::string, ggml_type>{"q2_k", GGML_TYPE_Q2_K}, {"tq2_0", GGML_TYPE_TQ2_0}}) {
+    for (const auto& [mode, shape] : matmuls) {
+      const std::string name = "matmul_q2 " + fmt + "/" + mode + "/" + shape.name + " N=" + std::to_string(shape.n) +
+                               " K=" + std::to_string(shape.k);
+      if (!want(name)) continue;
+      const int64_t t = mode == "prefill" ? 512 : 1;
+      const double w_bytes = static_cast<double>(ggml_row_size(type, shape.k)) * shape.n;
+      const int copies = mode == "decode_cold" ? std::max(2, static_cast<int>(std::ceil(4 * 32.0 * (1 << 20) / w_bytes))) : 1;
+      std::vector<GraphSet> sets = make_matmul(type, shape.n, shape.k, t, copies);
+      const Timing tm = time_sets(sets, threads, t == 1 ? reps * 4 : std::max(5, reps / 5));
+      if (t == 1)
+        report(name, tm, "weight GB/s", w_bytes / tm.median_s / kGiga);
+      else
+        report(name, tm, "GOP/s (2 T N K)", 2.0 * t * shape.n * shape.k / tm.median_s / kGiga);
+    }
   }
   // Attention, hybrid-edge-1b heads: Hq = 16, Hkv = 4, D = 128, f16 K/V.
   struct AttCase {
