@@ -1,5 +1,5 @@
 // The peer baseline: ggml's CPU kernels (llama.cpp's) on the shapes of
-// edgekernels' scan and attention benchmarks, timed the same way (median
+// edgekernels' scan, 2-bit matmul and attention benchmarks, timed the same way (median
 // wall time of repeated calls, states rotated beyond the last-level cache
 // where ek_bench rotates them). Built and run by tools/peer_bench.sh, which
 // fetches ggml's sources from PyPI (llama-cpp-python's sdist); not part of
@@ -19,9 +19,9 @@
 //     as edgekernels' q2_k and tq2_0) by f32 activations, which ggml
 //     quantizes to Q8_K inside the op; decode_cold rotates copies of the
 //     weights through 4x a 32 MiB LLC, as ek_bench does.
-//   sparse_attention: ggml_flash_attn_ext, f32 Q, f16 K/V, scale 1/sqrt(Dk); the causal and window
-//     cases pass the [Tk, Tq] f16 mask llama.cpp builds (0 or -inf), decode
-//     passes none (every key allowed).
+//   sparse_attention: ggml_flash_attn_ext, f32 Q, f16 K/V, scale 1/sqrt(Dk);
+//     the causal and window cases pass the [Tk, Tq] f16 mask llama.cpp
+//     builds (0 or -inf), decode passes none (every key allowed).
 #include <ggml-cpu.h>
 #include <ggml.h>
 
@@ -131,7 +131,7 @@ int sets_for(double set_bytes, bool rotate) {
 GraphSet make_scan(int64_t heads, int64_t head_dim, int64_t n, int64_t t, bool mamba2, uint32_t seed,
                    bool copy_back = false) {
   const size_t bytes = sizeof(float) * static_cast<size_t>(2 * n * head_dim * heads + 2 * head_dim * heads * t +
-                                                            heads * t + (mamba2 ? heads : n * heads) + 2 * n * t + 16);
+                                                           heads * t + (mamba2 ? heads : n * heads) + 2 * n * t + 16);
   GraphSet g;
   g.ctx = new_context(bytes);
   std::mt19937 rng(seed);
@@ -249,43 +249,40 @@ int main(int argc, char** argv) {
   auto want = [&](const std::string& name) { return filter.empty() || name.find(filter) != std::string::npos; };
   const double kGiga = 1e9;
 
-  // Mamba-1, mamba-2.8b: D = 5120 channels (heads of head_dim 1), N = 16.
-  // tc = token count, except 0: the decode step with llama.cpp's copy back,
-  // paired with edgekernels' in-place step (what a decoder runs); tc = 1 is
-  // the step alone, paired with edgekernels' step into a separate state.
-  for (int64_t tc : {1, 0, 512, 2048}) {
-    const int64_t t = std::max<int64_t>(tc, 1);
-    const std::string name = tc == 0   ? "selective_scan mamba-2.8b D=5120 N=16 decode T=1 in place (states rotated beyond LLC)"
-                             : tc == 1 ? "selective_scan mamba-2.8b D=5120 N=16 decode T=1 (states rotated beyond LLC)"
-                                       : "selective_scan mamba-2.8b D=5120 N=16 T=" + std::to_string(t);
-    if (!want(name)) continue;
-    const double state_bytes = 4.0 * 5120 * 16;
-    std::vector<GraphSet> sets;
-    const int n_sets = sets_for(3 * state_bytes, t == 1);  // state in, state out, A
-    for (int i = 0; i < n_sets; ++i) sets.push_back(make_scan(5120, 1, 16, t, false, 1234 + i, tc == 0));
-    const Timing tm = time_sets(sets, threads, t == 1 ? reps * 20 : std::max(5, reps / 5));
-    if (t == 1)
-      report(name, tm, "state GB/s (read + written)", 2 * state_bytes / tm.median_s / kGiga);
-    else
-      report(name, tm, "G state-updates/s", 5120.0 * 16 * t / tm.median_s / kGiga);
-  }
-  // Mamba-2, mamba2-2.7b: H = 80, P = 64, N = 128, G = 1; tc as above.
-  for (int64_t tc : {1, 0, 512, 2048}) {
-    const int64_t t = std::max<int64_t>(tc, 1);
-    const std::string name = tc == 0   ? "ssd_scan mamba2-2.7b H=80 P=64 N=128 decode T=1 in place (states rotated beyond LLC)"
-                             : tc == 1 ? "ssd_scan mamba2-2.7b H=80 P=64 N=128 decode T=1 (states rotated beyond LLC)"
-                                       : "ssd_scan mamba2-2.7b H=80 P=64 N=128 T=" + std::to_string(t);
-    if (!want(name)) continue;
-    const double state_bytes = 4.0 * 80 * 64 * 128;
-    std::vector<GraphSet> sets;
-    const int n_sets = sets_for(2 * state_bytes, t == 1);
-    for (int i = 0; i < n_sets; ++i) sets.push_back(make_scan(80, 64, 128, t, true, 1234 + i, tc == 0));
-    const Timing tm = time_sets(sets, threads, t == 1 ? reps * 4 : std::max(5, reps / 5));
-    const double flops = 4.0 * t * 80 * 64 * 128;  // edgekernels' count (ops.md)
-    if (t == 1)
-      report(name, tm, "state GB/s (read + written)", 2 * state_bytes / tm.median_s / kGiga);
-    else
-      report(name, tm, "GFLOP/s (4 T H P N)", flops / tm.median_s / kGiga);
+  // The scans. Mamba-1 mamba-2.8b: D = 5120 channels as heads of head_dim 1,
+  // N = 16; Mamba-2 mamba2-2.7b: H = 80, P = 64, N = 128, G = 1. tc = token
+  // count, except 0: the decode step with llama.cpp's copy back, paired with
+  // edgekernels' in-place step (what a decoder runs); tc = 1 is the step
+  // alone, paired with edgekernels' step into a separate state.
+  struct ScanModel {
+    const char* label;
+    int64_t heads, head_dim, n;
+    bool mamba2;
+    int decode_reps;  // x reps: a Mamba-1 step is short
+  };
+  for (const ScanModel& m : {ScanModel{"selective_scan mamba-2.8b D=5120 N=16", 5120, 1, 16, false, 20},
+                             ScanModel{"ssd_scan mamba2-2.7b H=80 P=64 N=128", 80, 64, 128, true, 4}}) {
+    for (int64_t tc : {1, 0, 512, 2048}) {
+      const int64_t t = std::max<int64_t>(tc, 1);
+      const std::string name = std::string(m.label) + (tc == 0   ? " decode T=1 in place (states rotated beyond LLC)"
+                                                       : tc == 1 ? " decode T=1 (states rotated beyond LLC)"
+                                                                 : " T=" + std::to_string(t));
+      if (!want(name)) continue;
+      const double updates = static_cast<double>(m.heads * m.head_dim * m.n);  // per token
+      const double state_bytes = 4.0 * updates;
+      // Per set: state in, state out, and Mamba-1's A (as large as a state).
+      const int n_sets = sets_for(state_bytes * (m.mamba2 ? 2 : 3), t == 1);
+      std::vector<GraphSet> sets;
+      for (int i = 0; i < n_sets; ++i)
+        sets.push_back(make_scan(m.heads, m.head_dim, m.n, t, m.mamba2, 1234 + i, tc == 0));
+      const Timing tm = time_sets(sets, threads, t == 1 ? reps * m.decode_reps : std::max(5, reps / 5));
+      if (t == 1)
+        report(name, tm, "state GB/s (read + written)", 2 * state_bytes / tm.median_s / kGiga);
+      else if (m.mamba2)  // edgekernels' flop count (ops.md): 4 T H P N
+        report(name, tm, "GFLOP/s (4 T H P N)", 4 * updates * t / tm.median_s / kGiga);
+      else
+        report(name, tm, "G state-updates/s", updates * t / tm.median_s / kGiga);
+    }
   }
   // 2-bit matmul, in both of ggml's 2-bit formats that edgekernels shares.
   struct MatmulShape {
@@ -298,14 +295,16 @@ int main(int argc, char** argv) {
       {"decode_cold", mistral_up}, {"decode_cold", llama_down}, {"decode_cold", edge_in},
       {"decode_hot", mistral_up},  {"prefill", mistral_up},     {"prefill", edge_in},
   };
-  for (const auto& [fmt, type] : {std::pair<std::string, ggml_type>{"q2_k", GGML_TYPE_Q2_K}, {"tq2_0", GGML_TYPE_TQ2_0}}) {
+  for (const auto& [fmt, type] :
+       {std::pair<std::string, ggml_type>{"q2_k", GGML_TYPE_Q2_K}, {"tq2_0", GGML_TYPE_TQ2_0}}) {
     for (const auto& [mode, shape] : matmuls) {
       const std::string name = "matmul_q2 " + fmt + "/" + mode + "/" + shape.name + " N=" + std::to_string(shape.n) +
                                " K=" + std::to_string(shape.k);
       if (!want(name)) continue;
       const int64_t t = mode == "prefill" ? 512 : 1;
       const double w_bytes = static_cast<double>(ggml_row_size(type, shape.k)) * shape.n;
-      const int copies = mode == "decode_cold" ? std::max(2, static_cast<int>(std::ceil(4 * 32.0 * (1 << 20) / w_bytes))) : 1;
+      const int copies =
+          mode == "decode_cold" ? std::max(2, static_cast<int>(std::ceil(4 * 32.0 * (1 << 20) / w_bytes))) : 1;
       std::vector<GraphSet> sets = make_matmul(type, shape.n, shape.k, t, copies);
       const Timing tm = time_sets(sets, threads, t == 1 ? reps * 4 : std::max(5, reps / 5));
       if (t == 1)
@@ -322,7 +321,9 @@ int main(int argc, char** argv) {
   };
   const std::vector<AttCase> att = {
       {"sparse_attention hybrid-edge-1b heads dense causal prefill T=4096", 4096, 4096, 0, 0, true},
-      {"sparse_attention hybrid-edge-1b heads sliding window 1024 + 4 sinks prefill T=8192", 8192, 8192, 1024, 4, true},
+      {"sparse_attention hybrid-edge-1b heads sliding window 1024 + 4 sinks "
+       "prefill T=8192",
+       8192, 8192, 1024, 4, true},
       {"sparse_attention hybrid-edge-1b heads decode Tk=32768 full cache", 1, 32768, 0, 0, false},
       {"sparse_attention hybrid-edge-1b heads decode Tk=4096 (KV in LLC)", 1, 4096, 0, 0, false},
   };
@@ -340,7 +341,9 @@ int main(int argc, char** argv) {
       for (int64_t i = 0; i < c.tq; ++i) {
         const int64_t qpos = c.tk - c.tq + i;
         const int64_t causal_keys = qpos + 1;
-        pairs += c.window > 0 ? std::min<int64_t>(causal_keys, c.window + std::min<int64_t>(c.sinks, std::max<int64_t>(0, qpos + 1 - c.window)))
+        pairs += c.window > 0 ? std::min<int64_t>(
+                                    causal_keys,
+                                    c.window + std::min<int64_t>(c.sinks, std::max<int64_t>(0, qpos + 1 - c.window)))
                               : causal_keys;
       }
       report(c.name, tm, "GFLOP/s (allowed pairs x 2(Dk+Dv))", 16 * pairs * 2 * 256 / tm.median_s / kGiga);
