@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The peer baseline: ggml's CPU kernels (those llama.cpp runs) on the shapes
-# of the scan and attention benchmarks, and edgekernels' figures for the same
-# cases, alternated round by round (the host is shared: compare within a
+# of the scan, 2-bit matmul and attention benchmarks, and edgekernels'
+# figures for the same cases, alternated round by round (the host is shared: compare within a
 # round). ggml's sources come from PyPI (llama-cpp-python's sdist, pinned
 # below), built natively; nothing here runs in CI.
 # Usage: tools/peer_bench.sh [ROUNDS]   (default 3)
@@ -33,7 +33,8 @@ cmake --build "$work/build" --target ggml_peer_bench >/dev/null
 cmake --preset release >/dev/null
 cmake --build --preset release --target ek_bench >/dev/null
 
-# edgekernels' widest CPU variant on this machine (what selection picks).
+# edgekernels' widest CPU variant on this machine (what selection picks;
+# matmul_q2 has an f32 and an int8 kernel per ISA, both run).
 variant=halide_sse41
 grep -q avx2 /proc/cpuinfo && variant=halide_avx2
 grep -q avx512f /proc/cpuinfo && variant=halide_avx512
