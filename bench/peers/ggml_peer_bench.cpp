@@ -38,11 +38,6 @@
 
 namespace {
 
-struct Timing {
-  double median_s = 0;
-  int reps = 0;
-};
-
 // One ggml context holding the inputs and graph of one call, and the graph's
 // work buffer for a thread count.
 struct GraphSet {
@@ -98,9 +93,9 @@ void fill(ggml_tensor* t, std::mt19937& rng, float lo, float hi) {
   }
 }
 
-// Median over `reps` calls, cycling through the sets (after one warm-up
+// Median seconds over `reps` calls, cycling through the sets (after one warm-up
 // call of each).
-Timing time_sets(std::vector<GraphSet>& sets, int threads, int reps) {
+double time_sets(std::vector<GraphSet>& sets, int threads, int reps) {
   for (auto& s : sets) {
     s.prepare(threads);
     s.compute();
@@ -114,7 +109,7 @@ Timing time_sets(std::vector<GraphSet>& sets, int threads, int reps) {
     t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
-  return {t[t.size() / 2], reps};
+  return t[t.size() / 2];
 }
 
 // Enough sets that their bytes exceed twice a 32 MiB last-level cache (as
@@ -223,10 +218,10 @@ std::vector<GraphSet> make_matmul(ggml_type type, int64_t n, int64_t k, int64_t 
   return sets;
 }
 
-void report(const std::string& name, const Timing& t, const std::string& metric, double value) {
-  std::printf("%-80s %12.1f us  %9.2f %s\n", name.c_str(), t.median_s * 1e6, value, metric.c_str());
+void report(const std::string& name, double seconds, const std::string& metric, double value) {
+  std::printf("%-80s %12.1f us  %9.2f %s\n", name.c_str(), seconds * 1e6, value, metric.c_str());
   std::fflush(stdout);
-  if (tsv) std::fprintf(tsv, "%s\t%.9g\n", name.c_str(), t.median_s);
+  if (tsv) std::fprintf(tsv, "%s\t%.9g\n", name.c_str(), seconds);
 }
 
 }  // namespace
@@ -275,13 +270,13 @@ int main(int argc, char** argv) {
       std::vector<GraphSet> sets;
       for (int i = 0; i < n_sets; ++i)
         sets.push_back(make_scan(m.heads, m.head_dim, m.n, t, m.mamba2, 1234 + i, tc == 0));
-      const Timing tm = time_sets(sets, threads, t == 1 ? reps * m.decode_reps : std::max(5, reps / 5));
+      const double sec = time_sets(sets, threads, t == 1 ? reps * m.decode_reps : std::max(5, reps / 5));
       if (t == 1)
-        report(name, tm, "state GB/s (read + written)", 2 * state_bytes / tm.median_s / kGiga);
+        report(name, sec, "state GB/s (read + written)", 2 * state_bytes / sec / kGiga);
       else if (m.mamba2)  // edgekernels' flop count (ops.md): 4 T H P N
-        report(name, tm, "GFLOP/s (4 T H P N)", 4 * updates * t / tm.median_s / kGiga);
+        report(name, sec, "GFLOP/s (4 T H P N)", 4 * updates * t / sec / kGiga);
       else
-        report(name, tm, "G state-updates/s", updates * t / tm.median_s / kGiga);
+        report(name, sec, "G state-updates/s", updates * t / sec / kGiga);
     }
   }
   // 2-bit matmul, in both of ggml's 2-bit formats that edgekernels shares.
@@ -306,11 +301,11 @@ int main(int argc, char** argv) {
       const int copies =
           mode == "decode_cold" ? std::max(2, static_cast<int>(std::ceil(4 * 32.0 * (1 << 20) / w_bytes))) : 1;
       std::vector<GraphSet> sets = make_matmul(type, shape.n, shape.k, t, copies);
-      const Timing tm = time_sets(sets, threads, t == 1 ? reps * 4 : std::max(5, reps / 5));
+      const double sec = time_sets(sets, threads, t == 1 ? reps * 4 : std::max(5, reps / 5));
       if (t == 1)
-        report(name, tm, "weight GB/s", w_bytes / tm.median_s / kGiga);
+        report(name, sec, "weight GB/s", w_bytes / sec / kGiga);
       else
-        report(name, tm, "GOP/s (2 T N K)", 2.0 * t * shape.n * shape.k / tm.median_s / kGiga);
+        report(name, sec, "GOP/s (2 T N K)", 2.0 * t * shape.n * shape.k / sec / kGiga);
     }
   }
   // Attention, hybrid-edge-1b heads: Hq = 16, Hkv = 4, D = 128, f16 K/V.
@@ -332,10 +327,10 @@ int main(int argc, char** argv) {
     std::vector<GraphSet> sets;
     sets.push_back(make_attention(16, 4, 128, c.tq, c.tk, c.causal, c.window, c.sinks));
     const bool decode = c.tq == 1;
-    const Timing tm = time_sets(sets, threads, decode ? reps * 4 : std::max(3, reps / 10));
+    const double sec = time_sets(sets, threads, decode ? reps * 4 : std::max(3, reps / 10));
     if (decode) {
       const double kv_bytes = 2.0 * 2 * 128 * 4 * c.tk;
-      report(c.name, tm, "KV GB/s", kv_bytes / tm.median_s / kGiga);
+      report(c.name, sec, "KV GB/s", kv_bytes / sec / kGiga);
     } else {
       double pairs = 0;  // allowed (query, key) pairs per head
       for (int64_t i = 0; i < c.tq; ++i) {
@@ -346,7 +341,7 @@ int main(int argc, char** argv) {
                                     c.window + std::min<int64_t>(c.sinks, std::max<int64_t>(0, qpos + 1 - c.window)))
                               : causal_keys;
       }
-      report(c.name, tm, "GFLOP/s (allowed pairs x 2(Dk+Dv))", 16 * pairs * 2 * 256 / tm.median_s / kGiga);
+      report(c.name, sec, "GFLOP/s (allowed pairs x 2(Dk+Dv))", 16 * pairs * 2 * 256 / sec / kGiga);
     }
   }
   return 0;
