@@ -126,8 +126,10 @@ endfunction()
 # llvm-as, from llvm-14, which Halide's packages depend on), defining
 # EK_HALIDE_F16: the generator's pipelines then convert f16 with vcvtph2ps
 # (F16C targets) or fcvtl (AArch64). Without llvm-as the generators keep
-# their software conversion. In a cross build the generator comes from the
-# host build (not a target here): nothing to do.
+# their software conversion. It also embeds codegen/halide_x86_math.ll.in
+# (exp2 with vscalefps, codegen/halide_x86_math.h) for the AVX-512 builds.
+# In a cross build the generator comes from the host build (not a target
+# here): nothing to do.
 find_program(EK_LLVM_AS NAMES llvm-as-14 llvm-as HINTS /usr/lib/llvm-14/bin)
 function(ek_halide_generator_f16 GEN)
   if(NOT TARGET ${GEN})
@@ -158,6 +160,18 @@ function(ek_halide_generator_f16 GEN)
       VERBATIM)
     list(APPEND files "halide/f16_${arch}.bc=${bc}")
   endforeach()
+  # x86-64 only: exp2 with vscalefps for AVX-512 targets (codegen/halide_x86_math.h).
+  set(EK_LLVM_DATALAYOUT "${layout_x86_64}")
+  set(EK_LLVM_TRIPLE "${triple_x86_64}")
+  set(ll "${CMAKE_CURRENT_BINARY_DIR}/${GEN}_x86_math.ll")
+  set(bc "${CMAKE_CURRENT_BINARY_DIR}/${GEN}_x86_math.bc")
+  configure_file("${PROJECT_SOURCE_DIR}/codegen/halide_x86_math.ll.in" "${ll}" @ONLY)
+  add_custom_command(OUTPUT "${bc}"
+    COMMAND "${EK_LLVM_AS}" "${ll}" -o "${bc}"
+    DEPENDS "${ll}"
+    COMMENT "Assembling codegen/halide_x86_math.ll.in for ${GEN}"
+    VERBATIM)
+  list(APPEND files "halide/x86_math_x86_64.bc=${bc}")
   ek_embed_files(${GEN} ${GEN}_f16 FILES ${files})
   target_sources(${GEN} PRIVATE "${PROJECT_SOURCE_DIR}/codegen/embedded.cpp")
   target_compile_definitions(${GEN} PRIVATE EK_HALIDE_F16=1)

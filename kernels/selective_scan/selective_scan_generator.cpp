@@ -37,6 +37,8 @@ namespace {
 using namespace Halide;
 using ek::halide_scan::activation_type;
 using ek::halide_scan::exp2_f32;
+using ek::halide_scan::exp2_impl;
+using ek::halide_scan::Exp2Impl;
 using ek::halide_scan::exp_f32;
 using ek::halide_scan::kLog2e;
 using ek::halide_scan::silu;
@@ -78,6 +80,7 @@ class SelectiveScanChunk : public Generator<SelectiveScanChunk> {
     // The activations as f32 (inlined unless scheduled below).
     Func uf("uf"), deltaf("deltaf"), zf("zf"), Bf("Bf"), Cf("Cf");
     const ActivationRead act = activation_read(act_f16, *get_externs_map(), get_target());
+    const Exp2Impl e2 = exp2_impl(*get_externs_map(), get_target());
     uf(d, t, b) = widen(u(d, t, b), act);
     deltaf(d, t, b) = widen(delta(d, t, b), act);
     zf(d, t, b) = widen(z(d, t, b), act);
@@ -86,7 +89,7 @@ class SelectiveScanChunk : public Generator<SelectiveScanChunk> {
 
     Func dt("dt"), dtu("dtu"), At("At"), h("h"), yc("yc");
     Expr draw = deltaf(d, t, b) + delta_bias(d);
-    dt(d, t, b) = select(delta_softplus, softplus(draw), draw);
+    dt(d, t, b) = select(delta_softplus, softplus(draw, e2), draw);
     dtu(d, t, b) = dt(d, t, b) * uf(d, t, b);
     // Per tile, transposed so the scan loads it contiguously along d, and in
     // base 2 so the decay is exp2(dt * A2).
@@ -96,13 +99,13 @@ class SelectiveScanChunk : public Generator<SelectiveScanChunk> {
     RDom r(0, T, "r");
     h(d, n, k, b) = undef<float>();
     h(d, n, 0, b) = h_in(n, d, b);
-    h(d, n, r + 1, b) = exp2_f32(dt(d, t0 + r, b) * At(d, n)) * h(d, n, r, b) + dtu(d, t0 + r, b) * Bf(n, t0 + r, b);
+    h(d, n, r + 1, b) = exp2_f32(dt(d, t0 + r, b) * At(d, n), e2) * h(d, n, r, b) + dtu(d, t0 + r, b) * Bf(n, t0 + r, b);
 
     RDom rn(0, N, "rn");
     yc(d, t, b) = 0.0f;
     yc(d, t, b) += h(d, rn, t - t0 + 1, b) * Cf(rn, t, b);
     Expr yv = yc(d, t, b) + Dskip(d) * uf(d, t, b);
-    y(d, t, b) = select(has_z, yv * silu(zf(d, t, b)), yv);
+    y(d, t, b) = select(has_z, yv * silu(zf(d, t, b), e2), yv);
     hT(n, d, b) = h(d, n, T, b);
 
     // Schedule. One task = one vector of channels of one sequence.
@@ -186,6 +189,7 @@ class SelectiveScanStep : public Generator<SelectiveScanStep> {
     // The activations as f32 (inlined unless scheduled below).
     Func uf("uf"), deltaf("deltaf"), zf("zf"), Bf("Bf"), Cf("Cf");
     const ActivationRead act = activation_read(act_f16, *get_externs_map(), get_target());
+    const Exp2Impl e2 = exp2_impl(*get_externs_map(), get_target());
     uf(d, b) = widen(u(d, b), act);
     deltaf(d, b) = widen(delta(d, b), act);
     zf(d, b) = widen(z(d, b), act);
@@ -194,15 +198,15 @@ class SelectiveScanStep : public Generator<SelectiveScanStep> {
 
     Func dt("dt"), dt2("dt2"), dtu("dtu"), hn("hn"), yc("yc");
     Expr draw = deltaf(d, b) + delta_bias(d);
-    dt(d, b) = select(delta_softplus, softplus(draw), draw);
+    dt(d, b) = select(delta_softplus, softplus(draw, e2), draw);
     dt2(d, b) = dt(d, b) * kLog2e;  // the decay in base 2: exp2(dt2 * A)
     dtu(d, b) = dt(d, b) * uf(d, b);
-    hn(n, d, b) = exp2_f32(dt2(d, b) * A(n, d)) * h_in(n, d, b) + dtu(d, b) * Bf(n, b);
+    hn(n, d, b) = exp2_f32(dt2(d, b) * A(n, d), e2) * h_in(n, d, b) + dtu(d, b) * Bf(n, b);
     RDom rn(0, N, "rn");
     yc(d, b) = 0.0f;
     yc(d, b) += hn(rn, d, b) * Cf(rn, b);
     Expr yv = yc(d, b) + Dskip(d) * uf(d, b);
-    y(d, b) = select(has_z, yv * silu(zf(d, b)), yv);
+    y(d, b) = select(has_z, yv * silu(zf(d, b), e2), yv);
     hT(n, d, b) = hn(n, d, b);
 
     // Schedule. A task owns a tile of tile_channels channels; within it the

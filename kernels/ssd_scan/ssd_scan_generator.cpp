@@ -37,6 +37,8 @@ namespace {
 using namespace Halide;
 using ek::halide_scan::activation_type;
 using ek::halide_scan::exp2_f32;
+using ek::halide_scan::exp2_impl;
+using ek::halide_scan::Exp2Impl;
 using ek::halide_scan::kLog2e;
 using ek::halide_scan::softplus;
 using ek::halide_scan::activation_read;
@@ -80,8 +82,8 @@ inline Widened widened(const Func& x, const Func& dt, const Func& Bm, const Func
 }
 
 // dt' = clamp(softplus(dt + bias)), as ops.md orders it.
-inline Expr time_step(const Expr& raw, const Expr& use_softplus, const Expr& lo, const Expr& hi) {
-  Expr v = select(use_softplus, softplus(raw), raw);
+inline Expr time_step(const Expr& raw, const Expr& use_softplus, const Expr& lo, const Expr& hi, Exp2Impl e2) {
+  Expr v = select(use_softplus, softplus(raw, e2), raw);
   return min(max(v, lo), hi);
 }
 
@@ -95,10 +97,11 @@ class SsdScanSeq : public Generator<SsdScanSeq> {
     const Expr N = Bm.dim(0).extent();
     Expr g = h / heads_per_group;
     Widened in = widened(x, dt, Bm, Cm, activation_read(act_f16, *get_externs_map(), get_target()));
+    const Exp2Impl e2 = exp2_impl(*get_externs_map(), get_target());
 
     Func dtp("dtp"), decay("decay"), S("S"), yc("yc");
-    dtp(h, t, b) = time_step(in.dt(h, t, b) + dt_bias(h), dt_softplus, dt_min, dt_max);
-    decay(h, t, b) = exp2_f32(dtp(h, t, b) * (A(h) * kLog2e));
+    dtp(h, t, b) = time_step(in.dt(h, t, b) + dt_bias(h), dt_softplus, dt_min, dt_max, e2);
+    decay(h, t, b) = exp2_f32(dtp(h, t, b) * (A(h) * kLog2e), e2);
 
     // S(k) = state after k tokens; the first token reads h_in itself (no copy).
     RDom r(1, T - 1, "r");
@@ -157,10 +160,11 @@ class SsdScanStep : public Generator<SsdScanStep> {
     const Expr N = Bm.dim(0).extent();
     Expr gh = h / heads_per_group;
     Widened in = widened(x, dt, Bm, Cm, activation_read(act_f16, *get_externs_map(), get_target()));
+    const Exp2Impl e2 = exp2_impl(*get_externs_map(), get_target());
 
     Func dtp("dtp"), decay("decay"), BC("BC"), yc("yc");
-    dtp(h, b) = time_step(in.dt(h, 0, b) + dt_bias(h), dt_softplus, dt_min, dt_max);
-    decay(h, b) = exp2_f32(dtp(h, b) * (A(h) * kLog2e));
+    dtp(h, b) = time_step(in.dt(h, 0, b) + dt_bias(h), dt_softplus, dt_min, dt_max, e2);
+    decay(h, b) = exp2_f32(dtp(h, b) * (A(h) * kLog2e), e2);
     RDom rn(0, N, "rn");
     BC(g, b) = 0.0f;
     BC(g, b) += in.Bm(rn, g, 0, b) * in.Cm(rn, g, 0, b);
@@ -244,17 +248,18 @@ class SsdScanChunk : public Generator<SsdScanChunk> {
     Expr gh = h / heads_per_group;
     const int RT = tile_rows;
     Widened in = widened(x, dt, Bm, Cm, activation_read(act_f16, *get_externs_map(), get_target()));
+    const Exp2Impl e2 = exp2_impl(*get_externs_map(), get_target());
 
     Func dtp("dtp"), la("la"), seg("seg"), BT("BT"), CB("CB"), M("M"), xw("xw"), decay_in("decay_in");
     Func Yoff("Yoff"), Ydiag("Ydiag"), Sout("Sout");
-    dtp(h, l, b) = time_step(in.dt(h, l, b) + dt_bias(h), dt_softplus, dt_min, dt_max);
+    dtp(h, l, b) = time_step(in.dt(h, l, b) + dt_bias(h), dt_softplus, dt_min, dt_max, e2);
     la(h, l, b) = dtp(h, l, b) * (A(h) * kLog2e);
 
     // seg(s, l) = sum_{s < k <= l} la(k) for s in [-1, T), l in [0, T); 0 for l <= s.
     RDom rl(1, T - 1, "rl");
     seg(s, l, h, b) = select(l == s + 1, la(h, clamp(l, 0, T - 1), b), 0.0f);
     seg(s, rl, h, b) = select(s + 1 < rl, seg(s, rl - 1, h, b) + la(h, rl, b), seg(s, rl, h, b));
-    decay_in(l, h, b) = exp2_f32(seg(-1, l, h, b));
+    decay_in(l, h, b) = exp2_f32(seg(-1, l, h, b), e2);
 
     // CB[s, l] per group, from B transposed so s is contiguous.
     RDom rn(0, N, "rn");
@@ -262,8 +267,8 @@ class SsdScanChunk : public Generator<SsdScanChunk> {
     CB(s, l, g, b) = 0.0f;
     CB(s, l, g, b) += BT(s, rn, g, b) * in.Cm(rn, g, l, b);
 
-    M(s, l, h, b) = select(s <= l, CB(s, l, gh, b) * exp2_f32(seg(s, l, h, b)) * dtp(h, s, b), 0.0f);
-    xw(p, s, h, b) = in.x(p, h, s, b) * (dtp(h, s, b) * exp2_f32(seg(s, T - 1, h, b)));
+    M(s, l, h, b) = select(s <= l, CB(s, l, gh, b) * exp2_f32(seg(s, l, h, b), e2) * dtp(h, s, b), 0.0f);
+    xw(p, s, h, b) = in.x(p, h, s, b) * (dtp(h, s, b) * exp2_f32(seg(s, T - 1, h, b), e2));
 
     // Yoff[p, l] = C[l] . S_in[p].
     Yoff(p, l, h, b) = 0.0f;
@@ -284,7 +289,7 @@ class SsdScanChunk : public Generator<SsdScanChunk> {
 
     // S_out[p, n] = exp(seg(-1, T-1)) S_in[p, n] + sum_s xw[p, s] B[s, n].
     RDom rs(0, T, "rs");
-    Sout(p, n, h, b) = exp2_f32(seg(-1, T - 1, h, b)) * h_in(p, n, h, b);
+    Sout(p, n, h, b) = exp2_f32(seg(-1, T - 1, h, b), e2) * h_in(p, n, h, b);
     Sout(p, n, h, b) += xw(p, rs, h, b) * in.Bm(n, gh, rs, b);
     hT(p, n, h, b) = Sout(p, n, h, b);
 

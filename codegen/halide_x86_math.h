@@ -1,0 +1,43 @@
+// x86 instructions that Halide 14 does not emit, for generator pipelines:
+// exp2 with vscalefps on AVX-512 (codegen/halide_x86_math.ll.in), linked into
+// the module as bitcode the same way as the f16 conversion (halide_f16.h).
+#pragma once
+
+#include <Halide.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#ifdef EK_HALIDE_F16
+#include "codegen/embedded.h"
+#endif
+
+namespace ek::halide {
+
+// True when the target has AVX-512 (F, VL, DQ: Halide's AVX512_Skylake set or
+// later) and this build embeds the bitcode; then also adds that bitcode to the
+// generator's module, so exp2_avx512 below may be used. Call from generate().
+inline bool link_avx512_exp2(Halide::GeneratorContext::ExternsMap& externs, const Halide::Target& t) {
+#ifdef EK_HALIDE_F16
+  if (t.arch != Halide::Target::X86 || t.bits != 64 || t.os != Halide::Target::Linux) return false;
+  if (!t.has_feature(Halide::Target::AVX512_Skylake)) return false;
+  const std::string name = "halide/x86_math_x86_64.bc";
+  const ek::EmbeddedFile* bc = ek::find_embedded(name);
+  if (!bc) throw std::runtime_error(name + " (codegen/halide_x86_math.ll.in) is not embedded in this generator");
+  std::vector<uint8_t> bytes(bc->data, bc->data + bc->size);
+  externs.insert({"edgekernels." + name, Halide::ExternalCode::bitcode_wrapper(t, bytes, "edgekernels." + name)});
+  return true;
+#else
+  (void)externs;
+  (void)t;
+  return false;
+#endif
+}
+
+// 2^x (Float(32) of any lanes) through ek_exp2_f32 of halide_x86_math.ll.in.
+inline Halide::Expr exp2_avx512(Halide::Expr x) {
+  return Halide::Internal::Call::make(x.type(), "ek_exp2_f32", {x}, Halide::Internal::Call::PureExtern);
+}
+
+}  // namespace ek::halide
