@@ -1,6 +1,7 @@
 // Halide expressions shared by the scan generators (selective_scan, ssd_scan):
-// a vectorisable exp accurate to ~1 ulp (with vscalefps on AVX-512), softplus with the ops.md threshold,
-// SiLU, exact f16 -> f32 widening of f16 activations. Halide's own exp/log lower to scalar libm calls on x86, and fast_exp is
+// a vectorisable exp accurate to ~1 ulp (vscalefps on AVX-512), softplus with
+// the ops.md threshold, SiLU, exact f16 -> f32 widening of f16 activations.
+// Halide's own exp/log lower to scalar libm calls on x86, and fast_exp is
 // only good to ~5 bits short of full precision, which a decay multiplied in
 // over thousands of tokens amplifies; these stay within a few ulp.
 #pragma once

@@ -99,7 +99,8 @@ class SelectiveScanChunk : public Generator<SelectiveScanChunk> {
     RDom r(0, T, "r");
     h(d, n, k, b) = undef<float>();
     h(d, n, 0, b) = h_in(n, d, b);
-    h(d, n, r + 1, b) = exp2_f32(dt(d, t0 + r, b) * At(d, n), e2) * h(d, n, r, b) + dtu(d, t0 + r, b) * Bf(n, t0 + r, b);
+    h(d, n, r + 1, b) =
+        exp2_f32(dt(d, t0 + r, b) * At(d, n), e2) * h(d, n, r, b) + dtu(d, t0 + r, b) * Bf(n, t0 + r, b);
 
     RDom rn(0, N, "rn");
     yc(d, t, b) = 0.0f;

@@ -115,7 +115,8 @@ class PrefillTile : public Generator<PrefillTile> {
     dot(r, j) = 0.f;
     dot(r, j) += qt(r, rd) * k(rd, j);
     Func s("s");
-    s(r, j) = scored(dot(r, j), scale, softcap, capped, masked, qpos(r), k_start, j, n_keys, causal, window, sinks, scalef);
+    s(r, j) =
+        scored(dot(r, j), scale, softcap, capped, masked, qpos(r), k_start, j, n_keys, causal, window, sinks, scalef);
 
     Func m_new("m_new");
     m_new(r) = m_in(r);
@@ -310,7 +311,8 @@ class DecodeTile : public Generator<DecodeTile> {
     dot(j, r, h) = 0.f;
     dot(j, r, h) += part(rl, j, r, h);
     Func s("s");
-    s(j, r, h) = scored(dot(j, r, h) * q_unscale, scale, softcap, capped, masked, qpos(r), k_start, j, n_keys, causal, window, sinks, scalef);
+    s(j, r, h) = scored(dot(j, r, h) * q_unscale, scale, softcap, capped, masked, qpos(r), k_start, j, n_keys, causal, window,
+                        sinks, scalef);
 
     RDom rj(0, KC, "rj");
     Func m_new("m_new");
