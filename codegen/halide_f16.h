@@ -13,13 +13,7 @@
 
 #include <Halide.h>
 
-#include <stdexcept>
-#include <string>
-#include <vector>
-
-#ifdef EK_HALIDE_F16
-#include "codegen/embedded.h"
-#endif
+#include "codegen/halide_bitcode.h"
 
 namespace ek::halide {
 
@@ -28,21 +22,11 @@ namespace ek::halide {
 // target's architecture) to the generator's module, so f16_bits_to_f32 below
 // may be used. Call from generate(); false means: keep your own conversion.
 inline bool link_native_f16_to_f32(Halide::GeneratorContext::ExternsMap& externs, const Halide::Target& t) {
-#ifdef EK_HALIDE_F16
   if (t.bits != 64 || t.os != Halide::Target::Linux) return false;
   const bool x86 = t.arch == Halide::Target::X86 && t.has_feature(Halide::Target::F16C);
   if (!x86 && t.arch != Halide::Target::ARM) return false;
-  const std::string name = x86 ? "halide/f16_x86_64.bc" : "halide/f16_aarch64.bc";
-  const ek::EmbeddedFile* bc = ek::find_embedded(name);
-  if (!bc) throw std::runtime_error(name + " (codegen/halide_f16.ll.in) is not embedded in this generator");
-  std::vector<uint8_t> bytes(bc->data, bc->data + bc->size);
-  externs.insert({"edgekernels." + name, Halide::ExternalCode::bitcode_wrapper(t, bytes, "edgekernels." + name)});
-  return true;
-#else
-  (void)externs;
-  (void)t;
-  return false;
-#endif
+  return link_embedded_bitcode(externs, t, x86 ? "halide/f16_x86_64.bc" : "halide/f16_aarch64.bc",
+                               "codegen/halide_f16.ll.in");
 }
 
 // f32 value of f16 bits (a UInt(16) or Int(16) Expr of any lanes).

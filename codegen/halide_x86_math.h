@@ -5,13 +5,7 @@
 
 #include <Halide.h>
 
-#include <stdexcept>
-#include <string>
-#include <vector>
-
-#ifdef EK_HALIDE_F16
-#include "codegen/embedded.h"
-#endif
+#include "codegen/halide_bitcode.h"
 
 namespace ek::halide {
 
@@ -19,20 +13,9 @@ namespace ek::halide {
 // later) and this build embeds the bitcode; then also adds that bitcode to the
 // generator's module, so exp2_avx512 below may be used. Call from generate().
 inline bool link_avx512_exp2(Halide::GeneratorContext::ExternsMap& externs, const Halide::Target& t) {
-#ifdef EK_HALIDE_F16
   if (t.arch != Halide::Target::X86 || t.bits != 64 || t.os != Halide::Target::Linux) return false;
   if (!t.has_feature(Halide::Target::AVX512_Skylake)) return false;
-  const std::string name = "halide/x86_math_x86_64.bc";
-  const ek::EmbeddedFile* bc = ek::find_embedded(name);
-  if (!bc) throw std::runtime_error(name + " (codegen/halide_x86_math.ll.in) is not embedded in this generator");
-  std::vector<uint8_t> bytes(bc->data, bc->data + bc->size);
-  externs.insert({"edgekernels." + name, Halide::ExternalCode::bitcode_wrapper(t, bytes, "edgekernels." + name)});
-  return true;
-#else
-  (void)externs;
-  (void)t;
-  return false;
-#endif
+  return link_embedded_bitcode(externs, t, "halide/x86_math_x86_64.bc", "codegen/halide_x86_math.ll.in");
 }
 
 // 2^x (Float(32) of any lanes) through ek_exp2_f32 of halide_x86_math.ll.in.
