@@ -146,32 +146,25 @@ function(ek_halide_generator_f16 GEN)
   set(triple_x86_64 "x86_64-unknown-linux-gnu")
   set(layout_aarch64 "e-m:e-i8:8:32-i16:16:32-i64:64-i128:128-n32:64-S128")
   set(triple_aarch64 "aarch64--linux-gnueabihf")
+  # Each bitcode file per architecture it is written for: the f16 conversion
+  # for both, exp2 with vscalefps (codegen/halide_x86_math.h) for x86-64 only.
   set(files "")
-  foreach(arch IN ITEMS x86_64 aarch64)
+  foreach(item IN ITEMS f16:x86_64 f16:aarch64 x86_math:x86_64)
+    string(REPLACE ":" ";" parts "${item}")
+    list(GET parts 0 what)
+    list(GET parts 1 arch)
     set(EK_LLVM_DATALAYOUT "${layout_${arch}}")
     set(EK_LLVM_TRIPLE "${triple_${arch}}")
-    set(ll "${CMAKE_CURRENT_BINARY_DIR}/${GEN}_f16_${arch}.ll")
-    set(bc "${CMAKE_CURRENT_BINARY_DIR}/${GEN}_f16_${arch}.bc")
-    configure_file("${PROJECT_SOURCE_DIR}/codegen/halide_f16.ll.in" "${ll}" @ONLY)
+    set(ll "${CMAKE_CURRENT_BINARY_DIR}/${GEN}_${what}_${arch}.ll")
+    set(bc "${CMAKE_CURRENT_BINARY_DIR}/${GEN}_${what}_${arch}.bc")
+    configure_file("${PROJECT_SOURCE_DIR}/codegen/halide_${what}.ll.in" "${ll}" @ONLY)
     add_custom_command(OUTPUT "${bc}"
       COMMAND "${EK_LLVM_AS}" "${ll}" -o "${bc}"
       DEPENDS "${ll}"
-      COMMENT "Assembling codegen/halide_f16.ll.in (${arch}) for ${GEN}"
+      COMMENT "Assembling codegen/halide_${what}.ll.in (${arch}) for ${GEN}"
       VERBATIM)
-    list(APPEND files "halide/f16_${arch}.bc=${bc}")
+    list(APPEND files "halide/${what}_${arch}.bc=${bc}")
   endforeach()
-  # x86-64 only: exp2 with vscalefps for AVX-512 targets (codegen/halide_x86_math.h).
-  set(EK_LLVM_DATALAYOUT "${layout_x86_64}")
-  set(EK_LLVM_TRIPLE "${triple_x86_64}")
-  set(ll "${CMAKE_CURRENT_BINARY_DIR}/${GEN}_x86_math.ll")
-  set(bc "${CMAKE_CURRENT_BINARY_DIR}/${GEN}_x86_math.bc")
-  configure_file("${PROJECT_SOURCE_DIR}/codegen/halide_x86_math.ll.in" "${ll}" @ONLY)
-  add_custom_command(OUTPUT "${bc}"
-    COMMAND "${EK_LLVM_AS}" "${ll}" -o "${bc}"
-    DEPENDS "${ll}"
-    COMMENT "Assembling codegen/halide_x86_math.ll.in for ${GEN}"
-    VERBATIM)
-  list(APPEND files "halide/x86_math_x86_64.bc=${bc}")
   ek_embed_files(${GEN} ${GEN}_f16 FILES ${files})
   target_sources(${GEN} PRIVATE "${PROJECT_SOURCE_DIR}/codegen/embedded.cpp")
   target_compile_definitions(${GEN} PRIVATE EK_HALIDE_F16=1)

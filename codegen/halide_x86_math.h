@@ -23,4 +23,7 @@ inline Halide::Expr exp2_avx512(Halide::Expr x) {
   return Halide::Internal::Call::make(x.type(), "ek_exp2_f32", {x}, Halide::Internal::Call::PureExtern);
 }
 
+// e^x = 2^(x log2 e) through the same function.
+inline Halide::Expr exp_avx512(const Halide::Expr& x) { return exp2_avx512(x * 1.44269504088896341f); }
+
 }  // namespace ek::halide
