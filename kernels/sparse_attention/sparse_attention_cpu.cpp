@@ -71,7 +71,7 @@ namespace {
 
 constexpr int kPrefillRows = 64;   // rows of the prefill tile (generator param)
 constexpr int kPrefillChunk = 64;  // keys per prefill step (generator param)
-constexpr int kDecodeChunk = 128;  // keys per decode step (generator param)
+constexpr int kDecodeChunk = 256;  // keys per decode step (generator param)
 constexpr int kPad = 16;           // head dims are padded to this for the kernels
 
 using TileFn = int (*)(const void*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, int32_t, int32_t,

@@ -392,6 +392,9 @@ class DecodeTile : public Generator<DecodeTile> {
     if (prefetch_tiles > 0) s.prefetch(k, h, jo, (int)prefetch_tiles, PrefetchBoundStrategy::NonFaulting);
     part.compute_at(s, h).vectorize(lane).unroll(j).unroll(r);
     part.update().reorder(lane, j, r, rc.x, rc.y).vectorize(lane).unroll(j).unroll(r).unroll(rc.x);
+    // The common head dim as constants: the line loops of the K prefetch
+    // and of Q K^T become straight-line code.
+    s.specialize(masked == 0 && capped == 0 && dk == 128);
     s.specialize(masked != 0).specialize(capped != 0);
     s.specialize(capped != 0);
 
@@ -411,12 +414,11 @@ class DecodeTile : public Generator<DecodeTile> {
     acc_out.vectorize(d, vec);
     Stage pv = acc_out.update();
     if (prefetch_tiles > 0) pv.prefetch(v, h, rt, 2, PrefetchBoundStrategy::NonFaulting);
-    pv.specialize(dv % (int)pv_cols == 0)
-        .split(d, dO, di, (int)pv_cols)
-        .reorder(di, r, dO, h, rt)
-        .vectorize(di, vec)
-        .unroll(di)
-        .unroll(r);
+    auto pv_col_tiles = [&](Stage st) {
+      st.split(d, dO, di, (int)pv_cols).reorder(di, r, dO, h, rt).vectorize(di, vec).unroll(di).unroll(r);
+    };
+    pv_col_tiles(pv.specialize(dv == 128));  // the common head dim as a constant
+    pv_col_tiles(pv.specialize(dv % (int)pv_cols == 0));
     pv.split(d, dO, di, L).reorder(di, r, dO, h, rt).vectorize(di, vec).unroll(di).unroll(r);
     // Native vectors (never across a line of V: dense loads, see k/v) of
     // the same width in every access, so LLVM keeps the tile in registers.

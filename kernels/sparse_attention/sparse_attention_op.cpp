@@ -422,6 +422,16 @@ std::vector<OpCase> cases() {
   {
     CaseSpec s;
     s.tags = {"edge"};
+    // Head dim 128 decode (the tiles' constant-dim specialisation) with a
+    // cache that is not a whole number of key chunks; rows 4 and 8.
+    s.name = "edge: decode Tq=1 Tk=777 GQA 4 D=128 f16 causal";
+    s.Tk = 777; s.Hq = 8; s.Hkv = 2; s.Dk = s.Dv = 128; s.causal = true; s.kv16 = true;
+    add(s);
+    s.name = "edge: decode Tq=2 Tk=1300 GQA 8 D=128 f32 softcap 30";
+    s.Tq = 2; s.Tk = 1300; s.Hq = 16; s.Hkv = 2; s.kv16 = false; s.softcap = 30; s.lse = true;
+    add(s);
+    s = CaseSpec{};
+    s.tags = {"edge"};
     s.name = "edge: Tq=1 Tk=1 Hq=Hkv=1 D=1";
     s.Dk = s.Dv = 1; s.lse = true;
     add(s);
@@ -469,6 +479,10 @@ std::vector<OpCase> cases() {
     // kernel's compute ceiling, without DRAM.
     s.name = "hybrid-edge-1b heads decode Tk=4096 (KV in LLC)";
     s.Tk = 4096;
+    add(s);
+    // ... and in L2 (1 MiB, half per core): the compute ceiling of the tile.
+    s.name = "hybrid-edge-1b heads decode Tk=1024 (KV in L2)";
+    s.Tk = 1024;
     add(s);
     s.Hq = 24; s.Hkv = 8;
     s.name = "llama-3.2-3b dense causal prefill T=2048";
