@@ -150,6 +150,8 @@ const RegisterCases reg([] {
   for (int64_t B : {4, 8})
     add(cat("mamba-2.8b D=5120 N=16 decode T=1 B=", B, " in place (states rotated beyond LLC)"), mamba1(1, false, B), {},
         rotating_sets(mamba1(1, false, B), true), true);
+  // B=8 with its 5.2 MB of states in the LLC: the compute ceiling of the batched step.
+  add("mamba-2.8b D=5120 N=16 decode T=1 B=8 in place (states in LLC)", mamba1(1, false, 8), {}, 1, true);
   for (int64_t T : {512, 2048}) add(cat("mamba2-2.7b H=80 P=64 N=128 T=", T), mamba2(T), {}, 1);
   add("mamba2-2.7b H=80 P=64 N=128 decode T=1 (states rotated beyond LLC)", mamba2(1), {}, rotating_sets(mamba2(1)));
   add("mamba2-2.7b H=80 P=64 N=128 decode T=1 (state in cache)", mamba2(1), {}, 1);
