@@ -392,8 +392,8 @@ class DecodeTile : public Generator<DecodeTile> {
     if (prefetch_tiles > 0) s.prefetch(k, h, jo, (int)prefetch_tiles, PrefetchBoundStrategy::NonFaulting);
     part.compute_at(s, h).vectorize(lane).unroll(j).unroll(r);
     part.update().reorder(lane, j, r, rc.x, rc.y).vectorize(lane).unroll(j).unroll(r).unroll(rc.x);
-    // The common head dim as constants: the line loops of the K prefetch
-    // and of Q K^T become straight-line code.
+    // The common head dim as a constant: the K prefetch becomes straight-line
+    // code (no bound-checked loops) and the Q K^T line loop a fixed count.
     s.specialize(masked == 0 && capped == 0 && dk == 128);
     s.specialize(masked != 0).specialize(capped != 0);
     s.specialize(capped != 0);
