@@ -23,7 +23,10 @@ inline Halide::Expr exp2_avx512(Halide::Expr x) {
   return Halide::Internal::Call::make(x.type(), "ek_exp2_f32", {x}, Halide::Internal::Call::PureExtern);
 }
 
+// log2(e): exp as 2^(x log2 e), here and in the scans' exp2-based math.
+constexpr float kLog2e = 1.44269504088896341f;
+
 // e^x = 2^(x log2 e) through the same function.
-inline Halide::Expr exp_avx512(const Halide::Expr& x) { return exp2_avx512(x * 1.44269504088896341f); }
+inline Halide::Expr exp_avx512(const Halide::Expr& x) { return exp2_avx512(x * kLog2e); }
 
 }  // namespace ek::halide

@@ -50,7 +50,7 @@ inline Halide::Expr exp2_f32(Halide::Expr x, Exp2Impl how) {
   return p * reinterpret<float>(reinterpret<uint32_t>(shifted) << make_const(UInt(32), 23));
 }
 
-constexpr float kLog2e = 1.44269504088896341f;
+using ek::halide::kLog2e;
 
 // exp(x) = 2^(x*log2(e)); ~2e-7 relative error over the float range.
 inline Halide::Expr exp_f32(Halide::Expr x, Exp2Impl how) { return exp2_f32(x * kLog2e, how); }

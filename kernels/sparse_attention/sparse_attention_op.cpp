@@ -420,17 +420,19 @@ std::vector<OpCase> cases() {
     add(s);
   }
   {
-    CaseSpec s;
-    s.tags = {"edge"};
     // Head dim 128 decode (the tiles' constant-dim specialisation) with a
     // cache that is not a whole number of key chunks; rows 4 and 8.
+    CaseSpec s;
+    s.tags = {"edge"};
     s.name = "edge: decode Tq=1 Tk=777 GQA 4 D=128 f16 causal";
     s.Tk = 777; s.Hq = 8; s.Hkv = 2; s.Dk = s.Dv = 128; s.causal = true; s.kv16 = true;
     add(s);
     s.name = "edge: decode Tq=2 Tk=1300 GQA 8 D=128 f32 softcap 30";
     s.Tq = 2; s.Tk = 1300; s.Hq = 16; s.Hkv = 2; s.kv16 = false; s.softcap = 30; s.lse = true;
     add(s);
-    s = CaseSpec{};
+  }
+  {
+    CaseSpec s;
     s.tags = {"edge"};
     s.name = "edge: Tq=1 Tk=1 Hq=Hkv=1 D=1";
     s.Dk = s.Dv = 1; s.lse = true;
