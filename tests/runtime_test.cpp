@@ -55,12 +55,16 @@ TEST(Profile, FingerprintDependsOnIdentityOnly) {
   EXPECT_EQ(a.fingerprint(), b.fingerprint());
   b.driver_version = "2";
   EXPECT_NE(a.fingerprint(), b.fingerprint());
+  DeviceProfile c = a;  // same model name, another instruction set
+  c.features.insert("avx512f");
+  EXPECT_NE(a.fingerprint(), c.fingerprint());
   EXPECT_EQ(a.fingerprint().size(), 16u);
 }
 
 TEST(Profile, ShippedProfilesLoad) {
   for (const char* f : {"mobile-adreno-740-vulkan.json", "mobile-mali-g715-vulkan.json",
-                        "mobile-adreno-740-opencl.json", "arm64-cortex-x3-cpu.json", "x86-64-avx512-vnni-cpu.json", "lavapipe-vulkan.json", "pocl-opencl.json"}) {
+                        "mobile-adreno-740-opencl.json", "arm64-cortex-x3-cpu.json", "x86-64-avx512-vnni-cpu.json", "x86-64-avx2-zen3-cpu.json", "lavapipe-vulkan.json",
+                        "pocl-opencl.json"}) {
     SCOPED_TRACE(f);
     const DeviceProfile p = load_profile(kProfiles + f);
     EXPECT_FALSE(p.device_name.empty());

@@ -37,6 +37,10 @@ std::string DeviceProfile::fingerprint() const {
   uint64_t h = 1469598103934665603ull;
   for (const std::string* f : {&backend, &vendor, &device_name, &driver_name, &driver_version, &api_version})
     h = fnv1a(*f + '\x1f', h);
+  // The feature set is identity too: hypervisors report one model name
+  // ("AMD EPYC") for CPUs of different generations, and peaks cached under
+  // the fingerprint must not cross from an AVX-512 host to an AVX2 one.
+  for (const std::string& f : features) h = fnv1a(f + '\x1e', h);
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
   return buf;
