@@ -83,12 +83,12 @@ struct ScanFns {
 struct Pipelines {
   ScanFns f32, f16;          // f32 activations; f16 activations (as uint16 bits)
   TransposeFn transpose;     // per-head state transpose
+  // The fast chunk build's accumulator tile (CMakeLists.txt: tile_vectors x
+  // tile_rows per ISA). Its tiles shift inwards at the edges, so they must
+  // fit the shape.
+  int tile_vectors, tile_rows;
   int vector_width;          // floats per vector of the ISA build
 };
-
-// The fast chunk build's tiles (ssd_scan_generator.cpp: tile_vectors = 4,
-// tile_rows = 4) shift inwards at the edges, so they must fit the shape.
-constexpr int64_t kTileVectors = 4, kTileRows = 4;
 
 struct Defaults {
   static constexpr int64_t form = 0;
@@ -166,7 +166,7 @@ class SsdScanCpu final : public Invocation {
       PipelineFn fn;
       Halide::Runtime::Buffer<float> hin_v, hout_v;
       if (chunked_) {
-        const bool fits = P >= kTileVectors * fns_.vector_width && N >= kTileRows && len >= kTileRows;
+        const bool fits = P >= fns_.tile_vectors * fns_.vector_width && N >= fns_.tile_rows && len >= fns_.tile_rows;
         fn = fits ? fns.chunk : fns.chunk_generic;
         hin_v = state_t(scratch_[cur].data());
         hout_v = state_t(scratch_[1 - cur].data());
@@ -229,7 +229,7 @@ void register_isa(const IsaBuild& isa, Pipelines fns) {
                {{ek_ssd_scan_step_##isa, ek_ssd_scan_seq_##isa, ek_ssd_scan_chunk_##isa, ek_ssd_scan_chunk_generic}, \
                 {ek_ssd_scan_step_f16_##isa, ek_ssd_scan_seq_f16_##isa, ek_ssd_scan_chunk_f16_##isa,                 \
                  ek_ssd_scan_chunk_generic_f16},                                                               \
-                ek_ssd_state_transpose_##isa, 0})
+                ek_ssd_state_transpose_##isa, EK_SSD_TILE_VECTORS_##isa, EK_SSD_TILE_ROWS_##isa, 0})
 
 const bool registered = [] {
 #if EK_SSD_HAVE_avx512
