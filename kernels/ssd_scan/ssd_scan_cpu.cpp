@@ -87,12 +87,14 @@ struct Pipelines {
   // tile_rows per ISA). Its tiles shift inwards at the edges, so they must
   // fit the shape.
   int tile_vectors, tile_rows;
+  // Default tokens per chunk (CMakeLists.txt): 32 where the tile is 2 x 6
+  // (Zen 3, AVX2: 1-11 % faster than 64 at T = 2048, docs/scan.md), 64 else.
+  int64_t default_chunk;
   int vector_width;          // floats per vector of the ISA build
 };
 
 struct Defaults {
   static constexpr int64_t form = 0;
-  static constexpr int64_t chunk = 64;
   static constexpr int64_t seq_tokens = 8;
   static constexpr int64_t chunk_from_T = 8;  // docs/scan.md: sequential wins at T <= 4 on an idle machine
 };
@@ -108,7 +110,7 @@ class SsdScanCpu final : public Invocation {
       : dev_(dev), call_(call), a_(SsdScanArgs::parse(call)), fns_(fns), name_(std::move(name)) {
     const int64_t form = tuned(tuning, "form", Defaults::form);
     EK_CHECK_ARG(form >= 0 && form <= 2, kOp, ": tunable form=", form, " is not 0 (by T), 1 (sequential) or 2 (chunked)");
-    chunk_ = tuned(tuning, "chunk", Defaults::chunk);
+    chunk_ = tuned(tuning, "chunk", fns_.default_chunk);
     seq_tokens_ = tuned(tuning, "seq_tokens", Defaults::seq_tokens);
     EK_CHECK_ARG(chunk_ >= 1, kOp, ": tunable chunk=", chunk_, " must be >= 1");
     EK_CHECK_ARG(seq_tokens_ >= 1, kOp, ": tunable seq_tokens=", seq_tokens_, " must be >= 1");
@@ -195,7 +197,7 @@ class SsdScanCpu final : public Invocation {
   SsdScanArgs a_;
   Pipelines fns_;
   std::string name_;  // "ssd_scan/cpu/halide_avx512" for error messages
-  int64_t chunk_ = Defaults::chunk, seq_tokens_ = Defaults::seq_tokens, segment_ = 1;
+  int64_t chunk_ = 0, seq_tokens_ = Defaults::seq_tokens, segment_ = 1;
   bool chunked_ = false;
   std::vector<float> zeros_h_, zero_state_;
   std::vector<float> scratch_[2];
@@ -212,7 +214,7 @@ void register_isa(const IsaBuild& isa, Pipelines fns) {
   k.priority = isa.priority;
   k.nmse_bound = 1e-7;  // fp32 state and arithmetic; f16 activations are read exactly
   k.tunables = {{"form", {0, 1, 2}, Defaults::form},
-                {"chunk", {32, 64, 128}, Defaults::chunk},
+                {"chunk", {32, 64, 128}, fns.default_chunk},
                 {"seq_tokens", {1, 4, 8, 16}, Defaults::seq_tokens},
                 {"chunk_from_T", {2, 4, 8, 16, 32}, Defaults::chunk_from_T}};
   k.ineligible_reason = [isa](const DeviceProfile& p, const OpCall&) { return scan_cpu::missing_features(p, isa); };
@@ -229,7 +231,8 @@ void register_isa(const IsaBuild& isa, Pipelines fns) {
                {{ek_ssd_scan_step_##isa, ek_ssd_scan_seq_##isa, ek_ssd_scan_chunk_##isa, ek_ssd_scan_chunk_generic}, \
                 {ek_ssd_scan_step_f16_##isa, ek_ssd_scan_seq_f16_##isa, ek_ssd_scan_chunk_f16_##isa,                 \
                  ek_ssd_scan_chunk_generic_f16},                                                               \
-                ek_ssd_state_transpose_##isa, EK_SSD_TILE_VECTORS_##isa, EK_SSD_TILE_ROWS_##isa, 0})
+                ek_ssd_state_transpose_##isa, EK_SSD_TILE_VECTORS_##isa, EK_SSD_TILE_ROWS_##isa,     \
+                EK_SSD_CHUNK_##isa, 0})
 
 const bool registered = [] {
 #if EK_SSD_HAVE_avx512
